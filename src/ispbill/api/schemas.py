@@ -1,0 +1,231 @@
+"""Request and response shapes. Money travels as decimal strings with two places."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from ninja import Schema
+from pydantic import BeforeValidator, Field, WithJsonSchema
+
+from ispbill.core.money import MoneyError, parse_amount
+
+
+def _amount(allow_zero: bool):
+    def check(value):
+        try:
+            return parse_amount(value, allow_zero=allow_zero)
+        except MoneyError as exc:
+            raise ValueError(str(exc)) from None
+
+    return check
+
+
+_AMOUNT_SCHEMA = {"type": "string", "pattern": r"^\d{1,13}(\.\d{1,2})?$", "examples": ["516.13"]}
+Amount = Annotated[Decimal, BeforeValidator(_amount(False)), WithJsonSchema(_AMOUNT_SCHEMA)]
+Price = Annotated[Decimal, BeforeValidator(_amount(True)), WithJsonSchema(_AMOUNT_SCHEMA)]
+MoneyOut = Annotated[str, WithJsonSchema({"type": "string", "examples": ["516.13"]})]
+
+
+class ErrorOut(Schema):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class PackageIn(Schema):
+    name: str = Field(max_length=100)
+    price: Price
+    rate_limit: str = Field("", max_length=50)
+    router_profile: str = Field("", max_length=100)
+    is_active: bool = True
+
+
+class PackagePatch(Schema):
+    name: str | None = Field(None, max_length=100)
+    price: Price | None = None
+    rate_limit: str | None = Field(None, max_length=50)
+    router_profile: str | None = Field(None, max_length=100)
+    is_active: bool | None = None
+
+
+class PackageOut(Schema):
+    id: int
+    name: str
+    price: MoneyOut
+    rate_limit: str
+    router_profile: str
+    is_active: bool
+
+
+Status = Literal["active", "suspended", "disabled"]
+Mode = Literal["calendar", "anniversary", ""]
+
+
+class SubscriberIn(Schema):
+    name: str = Field(max_length=200)
+    phone: str = Field(max_length=32)
+    email: str = Field("", max_length=254)
+    address: str = Field("", max_length=300)
+    area: str = Field("", max_length=100)
+    pppoe_username: str = Field(max_length=64)
+    package: int
+    status: Status = "active"
+    activated_on: date | None = None
+    billing_mode: Mode = ""
+    grace_days_override: int | None = Field(None, ge=0, le=60)
+    never_suspend: bool = False
+    notes: str = ""
+
+
+class SubscriberPatch(Schema):
+    name: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=32)
+    email: str | None = Field(None, max_length=254)
+    address: str | None = Field(None, max_length=300)
+    area: str | None = Field(None, max_length=100)
+    pppoe_username: str | None = Field(None, max_length=64)
+    status: Status | None = None
+    billing_mode: Mode | None = None
+    grace_days_override: int | None = Field(None, ge=0, le=60)
+    never_suspend: bool | None = None
+    notes: str | None = None
+
+
+class SubscriberOut(Schema):
+    id: int
+    name: str
+    phone: str
+    email: str
+    address: str
+    area: str
+    pppoe_username: str
+    package: int
+    status: str
+    activated_on: date
+    billing_mode: str
+    grace_days_override: int | None
+    never_suspend: bool
+    notes: str
+    billed_through: date | None
+    balance: MoneyOut
+
+
+class ChangePackageIn(Schema):
+    package: int
+    effective_on: date
+    preview: bool = False
+
+
+class LineOut(Schema):
+    kind: str
+    description: str
+    amount: MoneyOut
+
+
+class ChangePackageOut(Schema):
+    document: Literal["invoice", "credit_note", "none", "scheduled"]
+    preview: bool
+    total: MoneyOut
+    lines: list[LineOut]
+    invoice: int | None = None
+    credit_note: int | None = None
+
+
+class InvoiceOut(Schema):
+    id: int
+    number: str
+    subscriber: int
+    kind: str
+    period_start: date
+    period_end: date
+    issued_on: date
+    due_on: date
+    currency: str
+    total: MoneyOut
+    amount_due: MoneyOut
+    status: str
+    lines: list[LineOut]
+
+
+class VoidIn(Schema):
+    reason: str = Field(min_length=1, max_length=300)
+
+
+class CreditNoteIn(Schema):
+    subscriber: int
+    amount: Amount
+    reason: str = Field(min_length=1, max_length=300)
+    invoice: int | None = None
+
+
+class CreditNoteOut(Schema):
+    id: int
+    number: str
+    subscriber: int
+    invoice: int | None
+    issued_on: date
+    total: MoneyOut
+    reason: str
+    lines: list[LineOut]
+
+
+class PaymentIn(Schema):
+    subscriber: int
+    amount: Amount
+    method: Literal["cash", "bank", "manual_mfs"] = "cash"
+    reference: str = Field("", max_length=100)
+    notes: str = ""
+    received_at: datetime | None = None
+
+
+class AllocationOut(Schema):
+    invoice: int | None
+    amount: MoneyOut
+
+
+class PaymentOut(Schema):
+    id: int
+    subscriber: int
+    amount: MoneyOut
+    currency: str
+    method: str
+    status: str
+    reference: str
+    received_at: datetime
+    allocations: list[AllocationOut]
+
+
+class SettingsOut(Schema):
+    billing_mode: str
+    billing_day: int
+    payment_terms: str
+    invoice_lead_days: int
+    due_rule: str
+    due_days: int
+    grace_days: int
+    rounding: str
+    invoice_number_format: str
+    credit_note_number_format: str
+    tax_name: str
+    tax_rate: str
+    isp_name: str
+    hotline: str
+
+
+class SettingsPatch(Schema):
+    billing_mode: Literal["calendar", "anniversary"] | None = None
+    billing_day: int | None = Field(None, ge=1, le=31)
+    payment_terms: Literal["prepaid", "postpaid"] | None = None
+    invoice_lead_days: int | None = Field(None, ge=0, le=60)
+    due_rule: Literal["period_start", "after_issue"] | None = None
+    due_days: int | None = Field(None, ge=0, le=90)
+    grace_days: int | None = Field(None, ge=0, le=60)
+    rounding: Literal["paisa", "taka"] | None = None
+    invoice_number_format: str | None = Field(None, max_length=64)
+    credit_note_number_format: str | None = Field(None, max_length=64)
+    tax_name: str | None = Field(None, max_length=32)
+    tax_rate: Price | None = None
+    isp_name: str | None = Field(None, max_length=120)
+    hotline: str | None = Field(None, max_length=32)

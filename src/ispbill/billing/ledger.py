@@ -1,0 +1,155 @@
+"""Posting to the ledger and allocating credit to invoices.
+
+Callers hold the subscriber's row lock (see :func:`lock_subscriber`) so two money
+operations for one subscriber never interleave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Sum
+
+from ispbill.billing.choices import EntryKind, InvoiceStatus
+from ispbill.billing.models import Invoice, LedgerEntry
+from ispbill.subscribers.models import Subscriber
+
+OPEN_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)
+
+
+def lock_subscriber(subscriber_id: int) -> Subscriber:
+    """Lock the subscriber's row for the rest of the transaction (no-op lock on SQLite,
+    where the IMMEDIATE transaction already serialises writers)."""
+    return Subscriber.objects.select_for_update().select_related("package").get(pk=subscriber_id)
+
+
+def status_for(invoice: Invoice) -> str:
+    if invoice.status == InvoiceStatus.VOID:
+        return InvoiceStatus.VOID
+    if invoice.amount_due_paisa <= 0:
+        return InvoiceStatus.PAID
+    if invoice.amount_due_paisa < invoice.total_paisa:
+        return InvoiceStatus.PARTIALLY_PAID
+    return InvoiceStatus.OPEN
+
+
+def open_invoices(subscriber_id: int) -> list[Invoice]:
+    """Open invoices, oldest first: the order money is applied in."""
+    return list(
+        Invoice.objects.select_for_update()
+        .filter(subscriber_id=subscriber_id, status__in=OPEN_STATUSES, amount_due_paisa__gt=0)
+        .order_by("due_on", "issued_on", "id")
+    )
+
+
+@dataclass(frozen=True)
+class Applied:
+    invoice_id: int
+    amount_paisa: int
+
+
+def _apply_to_invoice(invoice: Invoice, amount: int) -> None:
+    invoice.amount_due_paisa -= amount
+    invoice.status = status_for(invoice)
+    invoice.save(update_fields=["amount_due_paisa", "status"])
+
+
+def post_credit(
+    *,
+    subscriber_id: int,
+    amount_paisa: int,
+    kind: EntryKind,
+    now: datetime,
+    payment_id: int | None = None,
+    credit_note_id: int | None = None,
+    invoices: list[Invoice] | None = None,
+) -> list[Applied]:
+    """Credit ``amount_paisa`` to the subscriber: to ``invoices`` (default: every open
+    invoice, oldest first) up to what each owes; any remainder stays as unapplied credit."""
+    remaining = amount_paisa
+    applied: list[Applied] = []
+    entries: list[LedgerEntry] = []
+    for invoice in invoices if invoices is not None else open_invoices(subscriber_id):
+        if remaining <= 0:
+            break
+        share = min(remaining, invoice.amount_due_paisa)
+        if share <= 0:
+            continue
+        _apply_to_invoice(invoice, share)
+        entries.append(
+            LedgerEntry(
+                subscriber_id=subscriber_id, kind=kind, amount_paisa=-share, invoice_id=invoice.pk,
+                payment_id=payment_id, credit_note_id=credit_note_id, created_at=now,
+            )
+        )
+        applied.append(Applied(invoice.pk, share))
+        remaining -= share
+    if remaining > 0:
+        entries.append(
+            LedgerEntry(
+                subscriber_id=subscriber_id, kind=kind, amount_paisa=-remaining, invoice_id=None,
+                payment_id=payment_id, credit_note_id=credit_note_id, created_at=now,
+            )
+        )
+    LedgerEntry.objects.bulk_create(entries)
+    if invoices is not None and remaining > 0:
+        applied += apply_unapplied_credit(subscriber_id=subscriber_id, now=now)
+    return applied
+
+
+def unapplied_credit(subscriber_id: int) -> int:
+    total = LedgerEntry.objects.filter(subscriber_id=subscriber_id, invoice__isnull=True).aggregate(s=Sum("amount_paisa"))["s"]
+    return -(total or 0)
+
+
+def apply_unapplied_credit(*, subscriber_id: int, now: datetime) -> list[Applied]:
+    """Move unapplied credit onto open invoices, oldest first."""
+    credit = unapplied_credit(subscriber_id)
+    applied: list[Applied] = []
+    if credit <= 0:
+        return applied
+    entries = []
+    for invoice in open_invoices(subscriber_id):
+        if credit <= 0:
+            break
+        share = min(credit, invoice.amount_due_paisa)
+        _apply_to_invoice(invoice, share)
+        entries += [
+            LedgerEntry(subscriber_id=subscriber_id, kind=EntryKind.CREDIT_APPLIED, amount_paisa=share, invoice_id=None, created_at=now),
+            LedgerEntry(subscriber_id=subscriber_id, kind=EntryKind.CREDIT_APPLIED, amount_paisa=-share, invoice_id=invoice.pk, created_at=now),
+        ]
+        applied.append(Applied(invoice.pk, share))
+        credit -= share
+    LedgerEntry.objects.bulk_create(entries)
+    return applied
+
+
+def balance(subscriber_id: int) -> int:
+    """What the subscriber owes (negative: credit), from the ledger alone."""
+    total = LedgerEntry.objects.filter(subscriber_id=subscriber_id).aggregate(s=Sum("amount_paisa"))["s"]
+    return total or 0
+
+
+def ledger_discrepancies(subscriber_id: int | None = None) -> list[str]:
+    """Every place where a stored amount due or status disagrees with the ledger.
+
+    An empty list means every invoice's amount due equals the sum of its entries and its
+    status follows from it. Used by tests and by ``ispbill check-ledger``.
+    """
+    problems: list[str] = []
+    sums = LedgerEntry.objects.filter(invoice__isnull=False)
+    invoices = Invoice.objects.all()
+    if subscriber_id is not None:
+        sums = sums.filter(subscriber_id=subscriber_id)
+        invoices = invoices.filter(subscriber_id=subscriber_id)
+    by_invoice = dict(sums.values_list("invoice_id").annotate(s=Sum("amount_paisa")).values_list("invoice_id", "s"))
+    for inv in invoices.only("id", "number", "total_paisa", "amount_due_paisa", "status").iterator(chunk_size=5000):
+        derived = by_invoice.get(inv.pk, 0)
+        if derived != inv.amount_due_paisa:
+            problems.append(f"{inv.number}: amount due {inv.amount_due_paisa} but ledger says {derived}")
+        if inv.amount_due_paisa < 0:
+            problems.append(f"{inv.number}: negative amount due {inv.amount_due_paisa}")
+        if status_for(inv) != inv.status:
+            problems.append(f"{inv.number}: status {inv.status} but amounts say {status_for(inv)}")
+    return problems

@@ -1,0 +1,475 @@
+"""Billing use cases: the billing run, package changes, credit notes, voids.
+
+Every function is one transaction. ``today`` (the ISP's local date) and ``now`` (aware
+UTC) are arguments: callers read the clock once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from django.db import transaction
+
+from ispbill.billing import ledger
+from ispbill.billing.choices import EntryKind, InvoiceKind, InvoiceStatus
+from ispbill.billing.models import (
+    BillingSettings,
+    CreditNote,
+    CreditNoteLine,
+    Invoice,
+    InvoiceLine,
+    LedgerEntry,
+    NumberSequence,
+    PackageChange,
+)
+from ispbill.billing.periods import BillingMode
+from ispbill.billing.policy import BillingPolicy, PaymentTerms, due_on, latest_candidate_billed_through, next_invoice
+from ispbill.billing.proration import Line, LineKind, package_change_lines, service_charge, tax_line, used_service_lines
+from ispbill.core.db import bulk_insert, chunks, reserve_ids
+from ispbill.core.errors import DomainError, NotFound
+from ispbill.core.money import from_paisa, to_paisa
+from ispbill.plans.models import Package
+from ispbill.subscribers.choices import SubscriberStatus
+from ispbill.subscribers.models import Subscriber
+
+log = logging.getLogger("ispbill.billing")
+
+BILLABLE_STATUSES = (SubscriberStatus.ACTIVE, SubscriberStatus.SUSPENDED)
+
+
+def current_policy() -> BillingPolicy:
+    return BillingSettings.load().policy()
+
+
+# -- document numbers -------------------------------------------------------------------
+
+def reserve_numbers(*, fmt: str, kind: str, issued_on: date, count: int) -> list[str]:
+    """``count`` consecutive numbers from the gapless sequence, inside the caller's transaction."""
+    scope = f"{kind}:{issued_on.year}" if "{year" in fmt else kind
+    NumberSequence.objects.get_or_create(scope=scope)
+    seq = NumberSequence.objects.select_for_update().get(scope=scope)
+    start = seq.next_value
+    seq.next_value = start + count
+    seq.save(update_fields=["next_value"])
+    return [fmt.format(year=issued_on.year, seq=n) for n in range(start, start + count)]
+
+
+# -- invoices ---------------------------------------------------------------------------
+
+@dataclass
+class DraftInvoice:
+    subscriber_id: int
+    kind: str
+    package_id: int | None
+    period_start: date
+    period_end: date
+    due_on: date
+    lines: list[Line]
+
+    @property
+    def total_paisa(self) -> int:
+        return sum(to_paisa(line.amount) for line in self.lines)
+
+
+def with_tax(lines: list[Line], policy: BillingPolicy) -> list[Line]:
+    tax = tax_line(lines, rate_percent=policy.tax_rate, name=policy.tax_name, rounding=policy.rounding)
+    return lines + [tax] if tax else lines
+
+
+def post_invoices(drafts: list[DraftInvoice], *, settings: BillingSettings, issued_on: date, now: datetime) -> list[int]:
+    """Insert invoices, their lines and ledger debits in bulk; returns the new ids."""
+    if not drafts:
+        return []
+    numbers = reserve_numbers(fmt=settings.invoice_number_format, kind="invoice", issued_on=issued_on, count=len(drafts))
+    ids = reserve_ids(Invoice, len(drafts))
+    invoice_rows, line_rows, entry_rows = [], [], []
+    for inv_id, number, d in zip(ids, numbers, drafts):
+        total = d.total_paisa
+        if total < 0:
+            raise DomainError("an invoice cannot total less than zero; issue a credit note", code="negative_invoice")
+        status = InvoiceStatus.PAID if total == 0 else InvoiceStatus.OPEN
+        invoice_rows.append(
+            (inv_id, number, d.subscriber_id, d.kind, d.package_id, d.period_start, d.period_end, issued_on, now,
+             d.due_on, "BDT", total, total, status)
+        )
+        for pos, line in enumerate(d.lines, start=1):
+            line_rows.append((inv_id, pos, str(line.kind), line.description[:300], to_paisa(line.amount)))
+        entry_rows.append((d.subscriber_id, EntryKind.INVOICE.value, total, inv_id, now))
+    bulk_insert(
+        Invoice,
+        ["id", "number", "subscriber_id", "kind", "package_id", "period_start", "period_end", "issued_on",
+         "issued_at", "due_on", "currency", "total_paisa", "amount_due_paisa", "status"],
+        invoice_rows,
+    )
+    bulk_insert(InvoiceLine, ["invoice_id", "position", "kind", "description", "amount_paisa"], line_rows)
+    bulk_insert(LedgerEntry, ["subscriber_id", "kind", "amount_paisa", "invoice_id", "created_at"], entry_rows)
+    return ids
+
+
+@dataclass
+class BillingRunResult:
+    today: date
+    issued: int = 0
+    checked: int = 0
+    passes: int = 0
+    invoice_ids: list[int] = field(default_factory=list)
+
+
+def run_billing(*, today: date, now: datetime, batch_size: int = 5000, keep_ids: bool = False) -> BillingRunResult:
+    """Issue every recurring invoice due to be issued as of ``today``.
+
+    Idempotent: each batch locks its subscribers, re-reads ``billed_through`` and
+    advances it in the same transaction as the invoices, and a unique key on
+    (subscriber, period start) backs that up. Running it twice, or in two processes at
+    once, issues nothing twice. A subscriber far behind gets one invoice per pass, and
+    passes repeat until nobody is due.
+    """
+    settings = BillingSettings.load()
+    policy = settings.policy()
+    packages = {p.pk: p for p in Package.objects.all()}
+    result = BillingRunResult(today=today)
+    bound = latest_candidate_billed_through(policy, today)
+    while True:
+        result.passes += 1
+        issued_this_pass = 0
+        last_id = 0
+        while True:
+            with transaction.atomic():
+                batch = list(
+                    Subscriber.objects.select_for_update()
+                    .filter(status__in=BILLABLE_STATUSES, id__gt=last_id)
+                    .filter(models_q_billed_through(bound))
+                    .order_by("id")
+                    .values_list("id", "activated_on", "billed_through", "billing_mode", "package_id")[:batch_size]
+                )
+                if not batch:
+                    break
+                last_id = batch[-1][0]
+                result.checked += len(batch)
+                drafts, advance = _draft_recurring(batch, policy=policy, packages=packages, today=today)
+                ids = post_invoices(drafts, settings=settings, issued_on=today, now=now)
+                _advance_billed_through(advance)
+                _apply_credit_after_issue([d.subscriber_id for d in drafts], now=now)
+                issued_this_pass += len(ids)
+                if keep_ids:
+                    result.invoice_ids += ids
+        result.issued += issued_this_pass
+        if issued_this_pass == 0 or result.passes >= 240:
+            break
+    if result.issued:
+        log.info("billing run %s: issued %d invoices in %d passes", today, result.issued, result.passes)
+    return result
+
+
+def models_q_billed_through(bound: date):
+    from django.db.models import Q
+
+    return Q(billed_through__isnull=True) | Q(billed_through__lte=bound)
+
+
+def _draft_recurring(batch, *, policy: BillingPolicy, packages: dict, today: date):
+    drafts: list[DraftInvoice] = []
+    advance: dict[date, list[int]] = defaultdict(list)
+    for sub_id, activated_on, billed_through, mode, package_id in batch:
+        anchor = policy.anchor_day(activated_on=activated_on, mode=BillingMode(mode) if mode else None)
+        nxt = next_invoice(policy, billed_through=billed_through, activated_on=activated_on, anchor_day=anchor)
+        if nxt.issue_on > today:
+            continue
+        package = packages[package_id]
+        period, line = service_charge(
+            package_name=package.name, price=from_paisa(package.price_paisa), first=nxt.coverage.start,
+            anchor_day=anchor, rounding=policy.rounding,
+        )
+        drafts.append(
+            DraftInvoice(
+                subscriber_id=sub_id, kind=InvoiceKind.RECURRING, package_id=package_id,
+                period_start=period.start, period_end=period.end,
+                due_on=due_on(policy, coverage_start=period.start, issued_on=today),
+                lines=with_tax([line], policy),
+            )
+        )
+        advance[period.end].append(sub_id)
+    return drafts, advance
+
+
+def _advance_billed_through(advance: dict[date, list[int]]) -> None:
+    for through, ids in advance.items():
+        for part in chunks(ids, 5000):
+            Subscriber.objects.filter(pk__in=part).update(billed_through=through)
+
+
+def _apply_credit_after_issue(subscriber_ids: list[int], *, now: datetime) -> None:
+    """Unapplied credit (an earlier overpayment) pays new invoices at once."""
+    from django.db.models import Sum
+
+    for part in chunks(subscriber_ids, 5000):
+        with_credit = (
+            LedgerEntry.objects.filter(subscriber_id__in=part, invoice__isnull=True)
+            .values("subscriber_id")
+            .annotate(s=Sum("amount_paisa"))
+            .filter(s__lt=0)
+            .values_list("subscriber_id", flat=True)
+        )
+        for sub_id in list(with_credit):
+            ledger.apply_unapplied_credit(subscriber_id=sub_id, now=now)
+
+
+def issue_invoice(
+    *, subscriber_id: int, lines: list[Line], period_start: date, period_end: date, today: date, now: datetime,
+    package_id: int | None = None, kind: str = InvoiceKind.ADJUSTMENT,
+) -> Invoice:
+    """Issue one invoice now (adjustments, upgrades); the caller holds the subscriber lock."""
+    settings = BillingSettings.load()
+    policy = settings.policy()
+    draft = DraftInvoice(
+        subscriber_id=subscriber_id, kind=kind, package_id=package_id, period_start=period_start,
+        period_end=period_end, due_on=due_on(policy, coverage_start=period_start, issued_on=today),
+        lines=with_tax(lines, policy),
+    )
+    (inv_id,) = post_invoices([draft], settings=settings, issued_on=today, now=now)
+    ledger.apply_unapplied_credit(subscriber_id=subscriber_id, now=now)
+    return Invoice.objects.get(pk=inv_id)
+
+
+# -- credit notes -----------------------------------------------------------------------
+
+def _post_credit_note(
+    *, subscriber_id: int, lines: list[Line], reason: str, today: date, now: datetime,
+    invoice: Invoice | None = None, user=None,
+) -> CreditNote:
+    total = -sum(to_paisa(line.amount) for line in lines)
+    if total <= 0:
+        raise DomainError("a credit note must credit a positive amount", code="invalid_amount")
+    settings = BillingSettings.load()
+    (number,) = reserve_numbers(fmt=settings.credit_note_number_format, kind="credit_note", issued_on=today, count=1)
+    note = CreditNote.objects.create(
+        number=number, subscriber_id=subscriber_id, invoice=invoice, issued_on=today, issued_at=now,
+        total_paisa=total, reason=reason[:300], created_by=user,
+    )
+    CreditNoteLine.objects.bulk_create(
+        CreditNoteLine(credit_note=note, position=i, kind=str(line.kind), description=line.description[:300], amount_paisa=to_paisa(line.amount))
+        for i, line in enumerate(lines, start=1)
+    )
+    ledger.post_credit(
+        subscriber_id=subscriber_id, amount_paisa=total, kind=EntryKind.CREDIT_NOTE, now=now,
+        credit_note_id=note.pk, invoices=[invoice] if invoice is not None else None,
+    )
+    return note
+
+
+def issue_credit_note(
+    *, subscriber_id: int, amount: Decimal, reason: str, today: date, now: datetime,
+    invoice_id: int | None = None, user=None,
+) -> CreditNote:
+    """A correction: credits ``amount`` to an invoice (or to the oldest open ones)."""
+    if not reason.strip():
+        raise DomainError("a credit note needs a reason", code="reason_required", field="reason")
+    with transaction.atomic():
+        ledger.lock_subscriber(subscriber_id)
+        invoice = None
+        if invoice_id is not None:
+            invoice = Invoice.objects.select_for_update().filter(pk=invoice_id, subscriber_id=subscriber_id).first()
+            if invoice is None:
+                raise NotFound("invoice not found for this subscriber", code="invoice_not_found")
+            if invoice.status == InvoiceStatus.VOID:
+                raise DomainError("a void invoice cannot be credited", code="invoice_void")
+        line = Line(LineKind.ADJUSTMENT, reason.strip(), -amount)
+        return _post_credit_note(
+            subscriber_id=subscriber_id, lines=[line], reason=reason.strip(), today=today, now=now, invoice=invoice, user=user
+        )
+
+
+def void_invoice(*, invoice_id: int, reason: str, now: datetime) -> Invoice:
+    """Cancel an invoice nobody has paid anything on; the ledger records the reversal."""
+    with transaction.atomic():
+        invoice = Invoice.objects.filter(pk=invoice_id).first()
+        if invoice is None:
+            raise NotFound("invoice not found", code="invoice_not_found")
+        ledger.lock_subscriber(invoice.subscriber_id)
+        invoice = Invoice.objects.select_for_update().get(pk=invoice_id)
+        if invoice.status == InvoiceStatus.VOID:
+            return invoice
+        if invoice.amount_due_paisa != invoice.total_paisa:
+            raise DomainError(
+                "money has already been applied to this invoice; issue a credit note instead", code="invoice_has_payments"
+            )
+        LedgerEntry.objects.create(
+            subscriber_id=invoice.subscriber_id, kind=EntryKind.VOID, amount_paisa=-invoice.amount_due_paisa,
+            invoice=invoice, created_at=now,
+        )
+        invoice.amount_due_paisa = 0
+        invoice.status = InvoiceStatus.VOID
+        invoice.save(update_fields=["amount_due_paisa", "status"])
+        log.info("invoice %s voided: %s", invoice.number, reason)
+        return invoice
+
+
+# -- package changes --------------------------------------------------------------------
+
+@dataclass
+class PackageChangeOutcome:
+    document: str  # "invoice", "credit_note", "none" or "scheduled"
+    lines: list[Line]
+    total: Decimal
+    invoice: Invoice | None = None
+    credit_note: CreditNote | None = None
+    change: PackageChange | None = None
+
+
+def _package_change_plan(sub: Subscriber, new: Package, effective_on: date, policy: BillingPolicy):
+    old = sub.package
+    anchor = policy.anchor_day(activated_on=sub.activated_on, mode=BillingMode(sub.billing_mode) if sub.billing_mode else None)
+    billed_through = sub.billed_through
+    if billed_through is not None and effective_on <= billed_through:
+        lines = package_change_lines(
+            old_name=old.name, old_price=from_paisa(old.price_paisa), new_name=new.name,
+            new_price=from_paisa(new.price_paisa), effective_on=effective_on, billed_through=billed_through,
+            anchor_day=anchor, rounding=policy.rounding,
+        )
+        return lines, (effective_on, billed_through), None
+    # Days not yet billed before the change (postpaid) are billed now at the old price.
+    first_unbilled = sub.activated_on if billed_through is None else max(billed_through + timedelta(days=1), sub.activated_on)
+    last_old_day = effective_on - timedelta(days=1)
+    if policy.terms is PaymentTerms.POSTPAID and first_unbilled <= last_old_day:
+        lines = used_service_lines(
+            package_name=old.name, price=from_paisa(old.price_paisa), first=first_unbilled, last=last_old_day,
+            anchor_day=anchor, rounding=policy.rounding,
+        )
+        return lines, (first_unbilled, last_old_day), last_old_day
+    return [], None, None
+
+
+def change_package(
+    *, subscriber_id: int, package_id: int, effective_on: date, preview: bool, today: date, now: datetime, user=None
+) -> PackageChangeOutcome:
+    """Move a subscriber to another package from ``effective_on``.
+
+    Already-billed days are credited at the old price and charged at the new one: a net
+    charge is invoiced at once (upgrade), a net credit becomes a credit note on the
+    balance (downgrade). ``preview`` returns the same lines and writes nothing. A future
+    ``effective_on`` is scheduled and applied by the billing job on that day.
+    """
+    policy = current_policy()
+    with transaction.atomic():
+        sub = ledger.lock_subscriber(subscriber_id) if not preview else Subscriber.objects.select_related("package").filter(pk=subscriber_id).first()
+        if sub is None:
+            raise NotFound("subscriber not found", code="subscriber_not_found")
+        new = Package.objects.filter(pk=package_id).first()
+        if new is None:
+            raise DomainError("unknown package", code="unknown_package", field="package", status=422)
+        if not new.is_active:
+            raise DomainError("this package is no longer sold", code="package_inactive", field="package", status=422)
+        if new.pk == sub.package_id:
+            raise DomainError("the subscriber is already on this package", code="same_package", field="package", status=422)
+        if sub.status == SubscriberStatus.DISABLED:
+            raise DomainError("a disabled subscriber cannot change package", code="subscriber_disabled", status=409)
+        if effective_on < sub.activated_on:
+            raise DomainError("effective_on is before the subscriber's activation", code="effective_on_before_activation", field="effective_on", status=422)
+        if effective_on < today - timedelta(days=62):
+            raise DomainError("effective_on is too far in the past", code="effective_on_too_old", field="effective_on", status=422)
+        lines, span, new_billed_through = _package_change_plan(sub, new, effective_on, policy)
+        lines = with_tax(lines, policy) if lines else lines
+        total = sum((line.amount for line in lines), Decimal("0.00"))
+        if effective_on > today:
+            if preview:
+                return PackageChangeOutcome("scheduled", lines, total)
+            PackageChange.objects.filter(subscriber=sub, applied_at__isnull=True).delete()
+            change = PackageChange.objects.create(
+                subscriber=sub, old_package=sub.package, new_package=new, effective_on=effective_on, created_at=now, created_by=user
+            )
+            return PackageChangeOutcome("scheduled", lines, total, change=change)
+        document = "invoice" if total > 0 else "credit_note" if total < 0 else "none"
+        if preview:
+            return PackageChangeOutcome(document, lines, total)
+        change = PackageChange.objects.create(
+            subscriber=sub, old_package=sub.package, new_package=new, effective_on=effective_on, created_at=now,
+            created_by=user, applied_at=now,
+        )
+        return _apply_change(sub, change, lines, span, new_billed_through, total, today=today, now=now, user=user)
+
+
+def _apply_change(sub, change, lines, span, new_billed_through, total, *, today, now, user) -> PackageChangeOutcome:
+    outcome = PackageChangeOutcome("none", lines, total, change=change)
+    if total > 0:
+        outcome.invoice = issue_invoice(
+            subscriber_id=sub.pk, lines=lines, period_start=span[0], period_end=span[1], today=today, now=now,
+            package_id=change.new_package_id,
+        )
+        outcome.document = "invoice"
+        change.invoice = outcome.invoice
+    elif total < 0:
+        outcome.credit_note = _post_credit_note(
+            subscriber_id=sub.pk, lines=lines, reason=f"Package change to {change.new_package.name}", today=today, now=now, user=user
+        )
+        outcome.document = "credit_note"
+        change.credit_note = outcome.credit_note
+    change.save(update_fields=["invoice", "credit_note"])
+    sub.package = change.new_package
+    if new_billed_through is not None:
+        sub.billed_through = new_billed_through
+    sub.save(update_fields=["package", "billed_through", "updated_at"])
+    return outcome
+
+
+def apply_scheduled_package_changes(*, today: date, now: datetime) -> int:
+    """Apply every scheduled package change whose day has come."""
+    policy = current_policy()
+    applied = 0
+    for change_id in list(
+        PackageChange.objects.filter(applied_at__isnull=True, effective_on__lte=today).values_list("id", flat=True)
+    ):
+        with transaction.atomic():
+            change = PackageChange.objects.select_for_update().select_related("new_package").get(pk=change_id)
+            if change.applied_at is not None:
+                continue
+            sub = ledger.lock_subscriber(change.subscriber_id)
+            if sub.status == SubscriberStatus.DISABLED or sub.package_id == change.new_package_id:
+                change.applied_at = now
+                change.save(update_fields=["applied_at"])
+                continue
+            change.old_package = sub.package
+            change.applied_at = now
+            change.save(update_fields=["old_package", "applied_at"])
+            lines, span, nbt = _package_change_plan(sub, change.new_package, change.effective_on, policy)
+            lines = with_tax(lines, policy) if lines else lines
+            total = sum((line.amount for line in lines), Decimal("0.00"))
+            _apply_change(sub, change, lines, span, nbt, total, today=today, now=now, user=change.created_by)
+            applied += 1
+    return applied
+
+
+# -- settings ---------------------------------------------------------------------------
+
+_FORMAT_FIELDS = ("invoice_number_format", "credit_note_number_format")
+
+
+def _check_number_format(fmt: str, field: str) -> None:
+    try:
+        sample = fmt.format(year=2026, seq=123)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise DomainError(f"{field}: {exc}; use {{year}} and {{seq}} (e.g. INV-{{year}}-{{seq:06d}})", code="invalid_number_format", field=field, status=422) from None
+    if "{seq" not in fmt or not sample.strip():
+        raise DomainError(f"{field} must contain {{seq}}", code="invalid_number_format", field=field, status=422)
+
+
+def update_billing_settings(**changes) -> BillingSettings:
+    """Change ISP-wide billing settings; they apply to invoices issued from now on."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    for field in _FORMAT_FIELDS:
+        if field in changes:
+            _check_number_format(changes[field], field)
+    if "tax_rate" in changes and not Decimal(0) <= changes["tax_rate"] <= Decimal(100):
+        raise DomainError("tax_rate must be between 0 and 100", code="invalid_tax_rate", field="tax_rate", status=422)
+    if "billing_day" in changes and not 1 <= changes["billing_day"] <= 31:
+        raise DomainError("billing_day must be 1-31", code="invalid_billing_day", field="billing_day", status=422)
+    with transaction.atomic():
+        BillingSettings.load()
+        obj = BillingSettings.objects.select_for_update().get(pk=1)
+        for field, value in changes.items():
+            setattr(obj, field, value)
+        obj.save()
+        return obj

@@ -1,0 +1,219 @@
+"""The ``ispbill`` command.
+
+    ispbill serve [--host H] [--port P]   web + worker in one process group
+    ispbill web [--host H] [--port P]     web only (workers run elsewhere)
+    ispbill worker                        scheduler + outbox dispatcher
+    ispbill migrate                       create/upgrade the database
+    ispbill demo [--force]                load demo data into an empty database
+    ispbill tick [--at ISO-8601]          run every job once as of that instant, drain the outbox
+    ispbill createadmin --username U --password P
+    ispbill apitoken --username U         print a new API token (last line)
+    ispbill check-ledger                  verify every invoice against the ledger
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+
+def _setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ispbill.settings")
+    import django
+
+    django.setup()
+
+
+def cmd_migrate(args) -> int:
+    _setup()
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=args.verbosity)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    _setup()
+    from ispbill.core import clock
+    from ispbill.demo.data import load_demo
+
+    result = load_demo(now=clock.now(), if_empty=not args.force)
+    if result.skipped:
+        print("Database already has subscribers; demo data not loaded (use --force to add it anyway).")
+    else:
+        print(
+            f"Demo data loaded: {result.packages} packages, {result.subscribers} subscribers, "
+            f"{result.invoices} invoices, {result.payments} payments."
+        )
+    print(f"Staff login: {result.admin_username} / {result.admin_password}")
+    return 0
+
+
+def cmd_createadmin(args) -> int:
+    _setup()
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    user, created = User.objects.get_or_create(username=args.username, defaults={"is_staff": True, "is_superuser": True})
+    user.is_staff = user.is_superuser = user.is_active = True
+    user.set_password(args.password)
+    user.save()
+    print(f"{'Created' if created else 'Updated'} admin user '{args.username}'.")
+    return 0
+
+
+def cmd_apitoken(args) -> int:
+    _setup()
+    from ispbill.api.tokens import issue_token
+    from ispbill.core.errors import DomainError
+
+    try:
+        print(issue_token(username=args.username))
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_tick(args) -> int:
+    _setup()
+    from ispbill.core import clock
+    from ispbill.core.timeutil import parse_instant
+    from ispbill.worker import outbox, scheduler
+
+    if args.at:
+        try:
+            at = parse_instant(args.at)
+        except ValueError:
+            print(f"error: --at '{args.at}' is not an ISO-8601 date-time", file=sys.stderr)
+            return 2
+        clock.set_clock(clock.FixedClock(at))
+    now = clock.now()
+    failed = 0
+    for outcome in scheduler.run_due_jobs(now, force=True):
+        print(f"{outcome.name}: {'ok' if outcome.ok else 'FAILED'} {outcome.result}")
+        failed += not outcome.ok
+    result = outbox.drain(now=now)
+    print(f"outbox: {result.done} done, {result.retried} to retry, {result.dead} dead")
+    return 1 if failed else 0
+
+
+def cmd_check_ledger(args) -> int:
+    _setup()
+    from ispbill.billing.ledger import ledger_discrepancies
+
+    problems = ledger_discrepancies()
+    for p in problems:
+        print(p)
+    print(f"{len(problems)} discrepancies")
+    return 1 if problems else 0
+
+
+def cmd_worker(args) -> int:
+    _setup()
+    import logging
+
+    from ispbill.worker.loop import run_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    run_forever(stop, poll_seconds=args.poll)
+    return 0
+
+
+def _gunicorn_argv(host: str, port: int) -> list[str]:
+    workers = os.environ.get("ISPBILL_WEB_WORKERS", "2")
+    threads = os.environ.get("ISPBILL_WEB_THREADS", "4")
+    return [
+        sys.executable, "-m", "gunicorn", "ispbill.wsgi:application",
+        "--bind", f"{host}:{port}", "--workers", workers, "--threads", threads,
+        "--worker-class", "gthread", "--access-logfile", "-", "--graceful-timeout", "10",
+    ]
+
+
+def cmd_web(args) -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ispbill.settings")
+    argv = _gunicorn_argv(args.host, args.port)
+    os.execv(argv[0], argv)
+    return 0  # pragma: no cover
+
+
+def cmd_serve(args) -> int:
+    """Run ``web`` and ``worker`` as children; if either stops, stop both."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ispbill.settings")
+    me = [sys.executable, "-m", "ispbill.cli"]
+    children = [
+        subprocess.Popen(me + ["web", "--host", args.host, "--port", str(args.port)]),
+        subprocess.Popen(me + ["worker"]),
+    ]
+    print(f"ispbill serving on http://{args.host}:{args.port}/ (worker running); Ctrl-C to stop", flush=True)
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    while True:
+        for child in children:
+            if child.poll() is not None and not stopping:
+                print(f"ispbill: a child process exited with {child.returncode}; stopping", file=sys.stderr)
+                code = child.returncode or 1
+                stop()
+        if all(c.poll() is not None for c in children):
+            break
+        time.sleep(0.2)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ispbill", description="Billing automation for Internet service providers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, helptext in (("serve", cmd_serve, "web + worker in one command"), ("web", cmd_web, "web server only")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--host", default=os.environ.get("ISPBILL_HOST", "127.0.0.1"))
+        p.add_argument("--port", type=int, default=int(os.environ.get("ISPBILL_PORT", "8000")))
+        p.set_defaults(func=fn)
+    p = sub.add_parser("worker", help="scheduler and outbox dispatcher")
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between polls when idle")
+    p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("migrate", help="create or upgrade the database")
+    p.add_argument("--verbosity", type=int, default=1)
+    p.set_defaults(func=cmd_migrate)
+    p = sub.add_parser("demo", help="load demo data when the database has no subscribers")
+    p.add_argument("--force", action="store_true", help="load even if subscribers exist")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("tick", help="run every job once as of --at, then dispatch the outbox")
+    p.add_argument("--at", help="ISO-8601 instant; without an offset it is read in ISPBILL_TIME_ZONE")
+    p.set_defaults(func=cmd_tick)
+    p = sub.add_parser("createadmin", help="create or update a staff superuser")
+    p.add_argument("--username", required=True)
+    p.add_argument("--password", required=True)
+    p.set_defaults(func=cmd_createadmin)
+    p = sub.add_parser("apitoken", help="print a new API token for a user")
+    p.add_argument("--username", required=True)
+    p.set_defaults(func=cmd_apitoken)
+    p = sub.add_parser("check-ledger", help="verify every invoice's amount due against the ledger")
+    p.set_defaults(func=cmd_check_ledger)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

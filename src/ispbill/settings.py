@@ -1,0 +1,156 @@
+"""Django settings, read from the environment.
+
+Variables: DATABASE_URL, ISPBILL_TIME_ZONE, ISPBILL_PUBLIC_URL, SECRET_KEY,
+ISPBILL_MODE (``development`` by default, ``production`` requires SECRET_KEY),
+ISPBILL_DATA_DIR (where the embedded database and generated secret live),
+ISPBILL_ALLOWED_HOSTS (comma-separated).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent
+DATA_DIR = Path(os.environ.get("ISPBILL_DATA_DIR", os.getcwd())).resolve()
+
+MODE = os.environ.get("ISPBILL_MODE", "development").strip().lower()
+if MODE not in {"development", "production"}:
+    raise ImproperlyConfigured("ISPBILL_MODE must be 'development' or 'production'")
+PRODUCTION = MODE == "production"
+
+
+def _secret_key() -> str:
+    key = os.environ.get("SECRET_KEY", "").strip()
+    if key:
+        return key
+    if PRODUCTION:
+        raise ImproperlyConfigured("SECRET_KEY must be set when ISPBILL_MODE=production")
+    # The embedded default keeps one generated key beside the database so sessions
+    # and signed links survive restarts.
+    path = DATA_DIR / ".ispbill-secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        key = secrets.token_urlsafe(50)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key
+
+
+SECRET_KEY = _secret_key()
+DEBUG = not PRODUCTION and os.environ.get("ISPBILL_DEBUG", "0") == "1"
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("ISPBILL_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h.strip()
+]
+if not PRODUCTION:
+    ALLOWED_HOSTS.append("*")
+
+ISPBILL_TIME_ZONE = os.environ.get("ISPBILL_TIME_ZONE", "Asia/Dhaka")
+ISPBILL_PUBLIC_URL = os.environ.get("ISPBILL_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "ispbill.core",
+    "ispbill.plans",
+    "ispbill.subscribers",
+    "ispbill.billing",
+    "ispbill.payments",
+    "ispbill.worker",
+    "ispbill.api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "ispbill.urls"
+WSGI_APPLICATION = "ispbill.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database() -> dict:
+    url = os.environ.get("DATABASE_URL", "").strip() or f"sqlite:///{DATA_DIR / 'ispbill.sqlite3'}"
+    db = dj_database_url.parse(url, conn_max_age=0 if url.startswith("sqlite") else 60)
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        db["OPTIONS"] = {
+            # WAL lets readers run beside the single writer; IMMEDIATE takes the write
+            # lock at BEGIN so concurrent writers queue instead of failing mid-transaction.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        }
+    elif db["ENGINE"] == "django.db.backends.postgresql":
+        db["CONN_HEALTH_CHECKS"] = True
+    return db
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+]
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = ISPBILL_TIME_ZONE
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+# Static files are served by the app itself (no separate web server needed).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = 8 * 3600
+CSRF_COOKIE_HTTPONLY = False
+SESSION_COOKIE_SECURE = PRODUCTION
+CSRF_COOKIE_SECURE = PRODUCTION
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"ispbill": {"handlers": ["console"], "level": os.environ.get("ISPBILL_LOG_LEVEL", "INFO")}},
+}
+
+# Outbox dispatcher defaults (seconds unless stated).
+ISPBILL_OUTBOX_LEASE_SECONDS = int(os.environ.get("ISPBILL_OUTBOX_LEASE_SECONDS", "120"))
+ISPBILL_OUTBOX_MAX_ATTEMPTS = int(os.environ.get("ISPBILL_OUTBOX_MAX_ATTEMPTS", "8"))
+ISPBILL_OUTBOX_BACKOFF_BASE = int(os.environ.get("ISPBILL_OUTBOX_BACKOFF_BASE", "30"))
+ISPBILL_OUTBOX_BACKOFF_MAX = int(os.environ.get("ISPBILL_OUTBOX_BACKOFF_MAX", "3600"))

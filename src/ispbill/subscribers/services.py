@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+
+from ispbill.core.errors import Conflict, DomainError
+from ispbill.core.phone import PhoneError, normalize_bd_mobile
+from ispbill.plans.models import Package
+from ispbill.subscribers.choices import BillingModeChoice, SubscriberStatus
+from ispbill.subscribers.models import Subscriber
+
+_TEXT_FIELDS = ("name", "address", "area", "notes")
+
+
+def _clean(data: dict) -> dict:
+    out = dict(data)
+    if "name" in out:
+        out["name"] = (out["name"] or "").strip()
+        if not out["name"]:
+            raise DomainError("name is required", code="name_required", field="name", status=422)
+    if "phone" in out:
+        try:
+            out["phone"] = normalize_bd_mobile(out["phone"] or "")
+        except PhoneError as exc:
+            raise DomainError(str(exc), code="invalid_phone", field="phone", status=422) from None
+    if out.get("email"):
+        out["email"] = out["email"].strip()
+        try:
+            validate_email(out["email"])
+        except ValidationError:
+            raise DomainError(f"'{out['email']}' is not an email address", code="invalid_email", field="email", status=422) from None
+    if "pppoe_username" in out:
+        username = (out["pppoe_username"] or "").strip()
+        if not username or any(c.isspace() for c in username) or len(username) > 64:
+            raise DomainError("pppoe_username must be 1-64 characters without spaces", code="invalid_username", field="pppoe_username", status=422)
+        out["pppoe_username"] = username
+    if "package_id" in out:
+        if not Package.objects.filter(pk=out["package_id"]).exists():
+            raise DomainError("unknown package", code="unknown_package", field="package", status=422)
+    if out.get("billing_mode") not in (None, "", *BillingModeChoice.values):
+        raise DomainError("billing_mode must be calendar or anniversary", code="invalid_billing_mode", field="billing_mode", status=422)
+    if "status" in out and out["status"] not in SubscriberStatus.values:
+        raise DomainError("status must be active, suspended or disabled", code="invalid_status", field="status", status=422)
+    if out.get("grace_days_override") is not None and not 0 <= out["grace_days_override"] <= 60:
+        raise DomainError("grace_days_override must be 0-60", code="invalid_grace_days", field="grace_days_override", status=422)
+    for field in _TEXT_FIELDS:
+        if field in out and out[field] is None:
+            out[field] = ""
+    return out
+
+
+def _save(sub: Subscriber) -> Subscriber:
+    try:
+        with transaction.atomic():
+            sub.save()
+    except IntegrityError:
+        raise Conflict(f"PPPoE username '{sub.pppoe_username}' is already taken", code="duplicate_username") from None
+    return sub
+
+
+def create_subscriber(*, today: date, **data) -> Subscriber:
+    """Add a subscriber; the billing run invoices them from ``activated_on`` (default today)."""
+    for required in ("name", "phone", "pppoe_username", "package_id"):
+        if data.get(required) in (None, ""):
+            raise DomainError(f"{required.removesuffix('_id')} is required", code="field_required", field=required, status=422)
+    data = _clean(data)
+    data.setdefault("activated_on", today)
+    if data.get("activated_on") is None:
+        data["activated_on"] = today
+    if Subscriber.objects.filter(pppoe_username=data["pppoe_username"]).exists():
+        raise Conflict(f"PPPoE username '{data['pppoe_username']}' is already taken", code="duplicate_username")
+    return _save(Subscriber(**{k: v for k, v in data.items() if v is not None or k == "grace_days_override"}))
+
+
+def update_subscriber(*, subscriber_id: int, today: date, **changes) -> Subscriber:
+    """Edit a subscriber's details. Package changes go through ``billing.services.change_package``.
+
+    Re-enabling a disabled subscriber bills them from ``today``, not for the months
+    they were disabled.
+    """
+    if "package_id" in changes:
+        raise DomainError("use change-package to move a subscriber to another package", code="use_change_package", field="package", status=422)
+    changes = _clean(changes)
+    with transaction.atomic():
+        sub = Subscriber.objects.select_for_update().get(pk=subscriber_id)
+        if "pppoe_username" in changes and changes["pppoe_username"] != sub.pppoe_username:
+            if Subscriber.objects.filter(pppoe_username=changes["pppoe_username"]).exclude(pk=sub.pk).exists():
+                raise Conflict(f"PPPoE username '{changes['pppoe_username']}' is already taken", code="duplicate_username")
+        was_disabled = sub.status == SubscriberStatus.DISABLED
+        for field, value in changes.items():
+            setattr(sub, field, value)
+        if was_disabled and sub.status != SubscriberStatus.DISABLED:
+            yesterday = today - timedelta(days=1)
+            if sub.billed_through is None or sub.billed_through < yesterday:
+                sub.billed_through = max(yesterday, sub.activated_on - timedelta(days=1))
+        return _save(sub)

@@ -1,0 +1,38 @@
+"""``ispbill worker``: the scheduler (when leader) and the outbox dispatcher."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.db import close_old_connections
+
+from ispbill.core import clock
+from ispbill.worker import outbox, scheduler
+
+log = logging.getLogger("ispbill.worker")
+
+
+def run_forever(stop: threading.Event, *, poll_seconds: float = 1.0, worker_id: str | None = None) -> None:
+    worker_id = worker_id or outbox.default_worker_id()
+    leadership = scheduler.Leadership(worker_id)
+    scheduler.load_job_modules()
+    log.info("worker %s started; jobs: %s", worker_id, ", ".join(j.name for j in scheduler.jobs()))
+    try:
+        while not stop.is_set():
+            try:
+                now = clock.now()
+                if leadership.acquire(now):
+                    scheduler.run_due_jobs(now)
+                result = outbox.dispatch(now=clock.now(), worker_id=worker_id, limit=200)
+                if result.claimed:
+                    continue  # more may be waiting
+            except Exception:
+                log.exception("worker loop error; retrying")
+                close_old_connections()
+            stop.wait(poll_seconds)
+    finally:
+        try:
+            leadership.release()
+        except Exception:
+            pass

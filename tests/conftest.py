@@ -1,0 +1,23 @@
+import os
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+
+from ispbill.core import clock
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _check_database(django_db_setup, django_db_blocker):
+    """The PostgreSQL pass must really run on PostgreSQL, never fall back quietly."""
+    required = os.environ.get("ISPBILL_REQUIRE_DB")
+    if required:
+        assert connection.vendor == required, f"tests expected {required}, got {connection.vendor}"
+
+
+@pytest.fixture
+def fixed_clock():
+    """A clock standing at 2026-11-25 10:00 UTC (16:00 in Dhaka); move it with .set/.advance."""
+    c = clock.FixedClock(datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
+    with clock.use_clock(c):
+        yield c
