@@ -68,6 +68,9 @@ INSTALLED_APPS = [
     "ispbill.billing",
     "ispbill.payments",
     "ispbill.worker",
+    "ispbill.dunning",
+    "ispbill.notifications",
+    "ispbill.portal",
     "ispbill.api",
 ]
 

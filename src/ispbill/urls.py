@@ -4,6 +4,7 @@ from django.urls import path
 from django.views.generic import TemplateView
 
 from ispbill.api.v1 import api
+from ispbill.portal import views as portal
 
 
 def health(request):
@@ -15,4 +16,5 @@ urlpatterns = [
     path("healthz", health, name="health"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
+    path("pay/<str:token>", portal.pay_page, name="pay"),
 ]

@@ -7,7 +7,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ispbill.billing.periods import Period, period_containing
@@ -296,6 +296,7 @@ def billed_ranges(draw):
     return anchor, start, through, start + timedelta(days=offset)
 
 
+@settings(max_examples=500)
 @given(old=prices, new=prices, billed=billed_ranges(), rounding=roundings)
 def test_package_change_lines_stay_within_half_a_unit_of_the_exact_amount(old, new, billed, rounding):
     anchor, _, through, effective = billed

@@ -4,7 +4,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Router
 from ninja.pagination import LimitOffsetPagination, paginate
 
-from ispbill.api.schemas import CreditNoteIn, CreditNoteOut, ErrorOut, InvoiceOut, VoidIn
+from ispbill.api.schemas import CreditNoteIn, CreditNoteOut, ErrorOut, InvoiceOut, MessageOut as MessageOutRef, RemindIn, VoidIn
 from ispbill.billing import selectors, services
 from ispbill.billing.models import CreditNote, Invoice
 from ispbill.core import clock
@@ -72,3 +72,16 @@ def create_credit_note(request, payload: CreditNoteIn):
 @credit_notes.get("/{note_id}", response={200: CreditNoteOut, 404: ErrorOut})
 def get_credit_note(request, note_id: int):
     return note_out(get_object_or_404(selectors.credit_note_list(), pk=note_id))
+
+
+@router.post("/{invoice_id}/remind", response={202: list[MessageOutRef], 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})
+def remind(request, invoice_id: int, payload: RemindIn):
+    """Queue a reminder of the chosen kind now (recorded as sent by staff)."""
+    from ispbill.api.messages import out as message_out
+    from ispbill.notifications.services import request_reminder
+
+    get_object_or_404(Invoice, pk=invoice_id)
+    messages = request_reminder(
+        invoice_id=invoice_id, kind=payload.kind, channels=payload.channels, now=clock.now(), user=request.user
+    )
+    return 202, [message_out(m) for m in messages]

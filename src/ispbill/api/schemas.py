@@ -229,3 +229,63 @@ class SettingsPatch(Schema):
     tax_rate: Price | None = None
     isp_name: str | None = Field(None, max_length=120)
     hotline: str | None = Field(None, max_length=32)
+
+
+class MessageOut(Schema):
+    id: int
+    subscriber: int
+    invoice: int | None
+    payment: int | None
+    kind: str
+    step: str
+    channel: str
+    trigger: str
+    status: str
+    recipient: str
+    language: str
+    subject: str
+    body: str
+    encoding: str
+    segments: int | None
+    error: str
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class RemindIn(Schema):
+    kind: Literal["reminder", "due_today", "overdue", "suspended"] = "reminder"
+    channels: list[Literal["sms", "email"]] | None = None
+
+
+class LadderStepIO(Schema):
+    offset: int = Field(ge=-60, le=60)
+    kind: Literal["reminder", "due_today", "overdue"]
+    channels: list[Literal["sms", "email"]] = Field(min_length=1)
+
+
+class DunningSettingsOut(Schema):
+    ladder: list[LadderStepIO]
+    quiet_hours_start: str
+    quiet_hours_end: str
+    payment_link_days: int
+
+
+class DunningSettingsPatch(Schema):
+    ladder: list[LadderStepIO] | None = None
+    quiet_hours_start: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    quiet_hours_end: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    payment_link_days: int | None = Field(None, ge=1, le=365)
+
+
+class TemplateOut(Schema):
+    kind: str
+    language: str
+    channel: str
+    subject: str
+    body: str
+    customised: bool
+
+
+class TemplateIn(Schema):
+    subject: str = Field("", max_length=200)
+    body: str = Field(min_length=1, max_length=2000)

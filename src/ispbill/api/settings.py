@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from ninja import Router
 
-from ispbill.api.schemas import ErrorOut, SettingsOut, SettingsPatch
+from ispbill.api.schemas import DunningSettingsOut, DunningSettingsPatch, ErrorOut, SettingsOut, SettingsPatch
 from ispbill.billing import services
 from ispbill.billing.models import BillingSettings
 
@@ -24,3 +24,24 @@ def get_settings(request):
 @router.patch("", response={200: SettingsOut, 422: ErrorOut})
 def update_settings(request, payload: SettingsPatch):
     return out(services.update_billing_settings(**payload.dict(exclude_unset=True)))
+
+
+def dunning_out(ds) -> dict:
+    return {
+        "ladder": ds.ladder, "quiet_hours_start": ds.quiet_hours_start.strftime("%H:%M"),
+        "quiet_hours_end": ds.quiet_hours_end.strftime("%H:%M"), "payment_link_days": ds.payment_link_days,
+    }
+
+
+@router.get("/dunning", response=DunningSettingsOut)
+def get_dunning_settings(request):
+    from ispbill.dunning.models import DunningSettings
+
+    return dunning_out(DunningSettings.load())
+
+
+@router.patch("/dunning", response={200: DunningSettingsOut, 422: ErrorOut})
+def update_dunning_settings(request, payload: DunningSettingsPatch):
+    from ispbill.dunning.services import update_dunning_settings as update
+
+    return dunning_out(update(**payload.dict(exclude_unset=True)))

@@ -66,7 +66,7 @@ def http_error(request, exc: HttpError):
     return _error(request, exc.status_code, code, str(exc))
 
 
-from ispbill.api import invoices, packages, payments, settings, subscribers  # noqa: E402
+from ispbill.api import invoices, messages, packages, payments, settings, subscribers  # noqa: E402
 
 api.add_router("/packages", packages.router)
 api.add_router("/subscribers", subscribers.router)
@@ -74,3 +74,5 @@ api.add_router("/invoices", invoices.router)
 api.add_router("/credit-notes", invoices.credit_notes)
 api.add_router("/payments", payments.router)
 api.add_router("/settings", settings.router)
+api.add_router("/messages", messages.router)
+api.add_router("/message-templates", messages.templates)

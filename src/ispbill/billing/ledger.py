@@ -13,6 +13,7 @@ from django.db.models import Sum
 
 from ispbill.billing.choices import EntryKind, InvoiceStatus
 from ispbill.billing.models import Invoice, LedgerEntry
+from ispbill.core.errors import NotFound
 from ispbill.subscribers.models import Subscriber
 
 OPEN_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)
@@ -21,7 +22,10 @@ OPEN_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)
 def lock_subscriber(subscriber_id: int) -> Subscriber:
     """Lock the subscriber's row for the rest of the transaction (no-op lock on SQLite,
     where the IMMEDIATE transaction already serialises writers)."""
-    return Subscriber.objects.select_for_update().select_related("package").get(pk=subscriber_id)
+    sub = Subscriber.objects.select_for_update().select_related("package").filter(pk=subscriber_id).first()
+    if sub is None:
+        raise NotFound("subscriber not found", code="subscriber_not_found")
+    return sub
 
 
 def status_for(invoice: Invoice) -> str:

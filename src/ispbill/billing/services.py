@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from ispbill.billing import ledger
 from ispbill.billing.choices import EntryKind, InvoiceKind, InvoiceStatus
@@ -29,7 +29,7 @@ from ispbill.billing.models import (
 from ispbill.billing.periods import BillingMode
 from ispbill.billing.policy import BillingPolicy, PaymentTerms, due_on, latest_candidate_billed_through, next_invoice
 from ispbill.billing.proration import Line, LineKind, package_change_lines, service_charge, tax_line, used_service_lines
-from ispbill.core.db import bulk_insert, chunks, reserve_ids
+from ispbill.core.db import bulk_insert, id_chunks, in_ids, reserve_ids
 from ispbill.core.errors import DomainError, NotFound
 from ispbill.core.money import from_paisa, to_paisa
 from ispbill.plans.models import Package
@@ -87,18 +87,30 @@ def post_invoices(drafts: list[DraftInvoice], *, settings: BillingSettings, issu
     numbers = reserve_numbers(fmt=settings.invoice_number_format, kind="invoice", issued_on=issued_on, count=len(drafts))
     ids = reserve_ids(Invoice, len(drafts))
     invoice_rows, line_rows, entry_rows = [], [], []
+    add_invoice, add_line, add_entry = invoice_rows.append, line_rows.append, entry_rows.append
+    entry_kind = EntryKind.INVOICE.value
+    # Drafts of one billing run share their ``lines`` list (same package, same period):
+    # convert each distinct list to paisa once. Keyed by identity, which is stable
+    # because ``drafts`` keeps every list alive for the whole call.
+    converted: dict[int, tuple[int, str, list[tuple]]] = {}
     for inv_id, number, d in zip(ids, numbers, drafts):
-        total = d.total_paisa
-        if total < 0:
-            raise DomainError("an invoice cannot total less than zero; issue a credit note", code="negative_invoice")
-        status = InvoiceStatus.PAID if total == 0 else InvoiceStatus.OPEN
-        invoice_rows.append(
+        lines = d.lines
+        conv = converted.get(id(lines))
+        if conv is None:
+            cells = [(pos, str(line.kind), line.description[:300], to_paisa(line.amount)) for pos, line in enumerate(lines, start=1)]
+            total = sum(cell[3] for cell in cells)
+            if total < 0:
+                raise DomainError("an invoice cannot total less than zero; issue a credit note", code="negative_invoice")
+            status = InvoiceStatus.PAID if total == 0 else InvoiceStatus.OPEN
+            conv = converted[id(lines)] = (total, status, cells)
+        total, status, cells = conv
+        add_invoice(
             (inv_id, number, d.subscriber_id, d.kind, d.package_id, d.period_start, d.period_end, issued_on, now,
              d.due_on, "BDT", total, total, status)
         )
-        for pos, line in enumerate(d.lines, start=1):
-            line_rows.append((inv_id, pos, str(line.kind), line.description[:300], to_paisa(line.amount)))
-        entry_rows.append((d.subscriber_id, EntryKind.INVOICE.value, total, inv_id, now))
+        for pos, kind, description, paisa in cells:
+            add_line((inv_id, pos, kind, description, paisa))
+        add_entry((d.subscriber_id, entry_kind, total, inv_id, now))
     bulk_insert(
         Invoice,
         ["id", "number", "subscriber_id", "kind", "package_id", "period_start", "period_end", "issued_on",
@@ -171,64 +183,105 @@ def models_q_billed_through(bound: date):
     return Q(billed_through__isnull=True) | Q(billed_through__lte=bound)
 
 
+_NOT_DUE = object()
+
+
 def _draft_recurring(batch, *, policy: BillingPolicy, packages: dict, today: date):
+    """Drafts for the subscribers of ``batch`` whose next invoice may be issued ``today``.
+
+    The schedule and the charge depend only on the first unbilled day, the anchor day and
+    the package, and most subscribers share those: each distinct combination is
+    computed once (with the same pure functions as always) and its line list shared.
+    """
     drafts: list[DraftInvoice] = []
     advance: dict[date, list[int]] = defaultdict(list)
+    add_draft = drafts.append
+    recurring = InvoiceKind.RECURRING
+    one_day = timedelta(days=1)
+    anchors: dict[tuple, int] = {}
+    plans: dict[tuple, object] = {}
     for sub_id, activated_on, billed_through, mode, package_id in batch:
-        anchor = policy.anchor_day(activated_on=activated_on, mode=BillingMode(mode) if mode else None)
-        nxt = next_invoice(policy, billed_through=billed_through, activated_on=activated_on, anchor_day=anchor)
-        if nxt.issue_on > today:
-            continue
-        package = packages[package_id]
-        period, line = service_charge(
-            package_name=package.name, price=from_paisa(package.price_paisa), first=nxt.coverage.start,
-            anchor_day=anchor, rounding=policy.rounding,
-        )
-        drafts.append(
-            DraftInvoice(
-                subscriber_id=sub_id, kind=InvoiceKind.RECURRING, package_id=package_id,
-                period_start=period.start, period_end=period.end,
-                due_on=due_on(policy, coverage_start=period.start, issued_on=today),
-                lines=with_tax([line], policy),
+        akey = (mode, activated_on)
+        anchor = anchors.get(akey)
+        if anchor is None:
+            anchor = anchors[akey] = policy.anchor_day(activated_on=activated_on, mode=BillingMode(mode) if mode else None)
+        # The first day not yet billed, as next_invoice() derives it (checked on each miss).
+        first = activated_on if billed_through is None or billed_through < activated_on else billed_through + one_day
+        pkey = (first, anchor, package_id)
+        plan = plans.get(pkey)
+        if plan is None:
+            plan = plans[pkey] = _plan_recurring(
+                policy, packages=packages, today=today, billed_through=billed_through, activated_on=activated_on,
+                anchor=anchor, package_id=package_id, first=first,
             )
-        )
-        advance[period.end].append(sub_id)
+        if plan is _NOT_DUE:
+            continue
+        period_start, period_end, due, lines, ids = plan
+        add_draft(DraftInvoice(sub_id, recurring, package_id, period_start, period_end, due, lines))
+        ids.append(sub_id)
+    for plan in plans.values():
+        if plan is not _NOT_DUE and plan[4]:
+            advance[plan[1]].extend(plan[4])
     return drafts, advance
 
 
+def _plan_recurring(policy, *, packages, today, billed_through, activated_on, anchor, package_id, first):
+    nxt = next_invoice(policy, billed_through=billed_through, activated_on=activated_on, anchor_day=anchor)
+    if nxt.coverage.start != first:  # pragma: no cover - guards the cache key against policy changes
+        raise AssertionError(f"next_invoice starts on {nxt.coverage.start}, cache key says {first}")
+    if nxt.issue_on > today:
+        return _NOT_DUE
+    package = packages[package_id]
+    period, line = service_charge(
+        package_name=package.name, price=from_paisa(package.price_paisa), first=nxt.coverage.start,
+        anchor_day=anchor, rounding=policy.rounding,
+    )
+    due = due_on(policy, coverage_start=period.start, issued_on=today)
+    return (period.start, period.end, due, with_tax([line], policy), [])
+
+
 def _advance_billed_through(advance: dict[date, list[int]]) -> None:
-    for through, ids in advance.items():
-        for part in chunks(ids, 5000):
-            Subscriber.objects.filter(pk__in=part).update(billed_through=through)
+    """One UPDATE per distinct new ``billed_through`` (per id chunk on SQLite)."""
+    table = connection.ops.quote_name(Subscriber._meta.db_table)
+    with connection.cursor() as cursor:
+        for through, ids in advance.items():
+            for part in id_chunks(ids, reserve_params=1):
+                where, params = in_ids("id", part)
+                cursor.execute(f"UPDATE {table} SET billed_through = %s WHERE {where}", [through, *params])
 
 
 def _apply_credit_after_issue(subscriber_ids: list[int], *, now: datetime) -> None:
     """Unapplied credit (an earlier overpayment) pays new invoices at once."""
-    from django.db.models import Sum
-
-    for part in chunks(subscriber_ids, 5000):
-        with_credit = (
-            LedgerEntry.objects.filter(subscriber_id__in=part, invoice__isnull=True)
-            .values("subscriber_id")
-            .annotate(s=Sum("amount_paisa"))
-            .filter(s__lt=0)
-            .values_list("subscriber_id", flat=True)
-        )
-        for sub_id in list(with_credit):
-            ledger.apply_unapplied_credit(subscriber_id=sub_id, now=now)
+    table = connection.ops.quote_name(LedgerEntry._meta.db_table)
+    with_credit: list[int] = []
+    with connection.cursor() as cursor:
+        for part in id_chunks(subscriber_ids):
+            where, params = in_ids("subscriber_id", part)
+            cursor.execute(
+                f"SELECT subscriber_id FROM {table} WHERE invoice_id IS NULL AND {where} "
+                "GROUP BY subscriber_id HAVING SUM(amount_paisa) < 0",
+                params,
+            )
+            with_credit += [row[0] for row in cursor.fetchall()]
+    for sub_id in with_credit:
+        ledger.apply_unapplied_credit(subscriber_id=sub_id, now=now)
 
 
 def issue_invoice(
     *, subscriber_id: int, lines: list[Line], period_start: date, period_end: date, today: date, now: datetime,
     package_id: int | None = None, kind: str = InvoiceKind.ADJUSTMENT,
 ) -> Invoice:
-    """Issue one invoice now (adjustments, upgrades); the caller holds the subscriber lock."""
+    """Issue one invoice now (adjustments, upgrades); the caller holds the subscriber lock.
+
+    ``lines`` are final: the caller has already added tax (see :func:`with_tax`), so the
+    invoice carries exactly the lines a preview showed.
+    """
     settings = BillingSettings.load()
     policy = settings.policy()
     draft = DraftInvoice(
         subscriber_id=subscriber_id, kind=kind, package_id=package_id, period_start=period_start,
         period_end=period_end, due_on=due_on(policy, coverage_start=period_start, issued_on=today),
-        lines=with_tax(lines, policy),
+        lines=list(lines),
     )
     (inv_id,) = post_invoices([draft], settings=settings, issued_on=today, now=now)
     ledger.apply_unapplied_credit(subscriber_id=subscriber_id, now=now)

@@ -15,7 +15,7 @@ from fractions import Fraction
 CURRENCY = "BDT"
 PAISA = Decimal("0.01")
 _TAKA = Decimal("1")
-_AMOUNT_RE = re.compile(r"^-?\d{1,13}(\.\d{1,2})?$")
+_AMOUNT_RE = re.compile(r"^-?[0-9]{1,13}(\.[0-9]{1,2})?$")
 
 
 class Rounding(StrEnum):
@@ -49,6 +49,8 @@ def to_paisa(amount: Decimal) -> int:
     """Convert a rounded amount to integer paisa; refuses anything finer than a paisa."""
     if isinstance(amount, float):
         raise MoneyError("float amounts are not accepted")
+    if not Decimal(amount).is_finite():
+        raise MoneyError(f"{amount} is not a finite amount")
     scaled = Decimal(amount) * 100
     if scaled != scaled.to_integral_value():
         raise MoneyError(f"{amount} has more than two decimal places")
@@ -90,6 +92,8 @@ def parse_amount(value: object, *, allow_negative: bool = False, allow_zero: boo
         amount = Decimal(text).quantize(PAISA)
     except InvalidOperation as exc:  # pragma: no cover - the pattern already excludes this
         raise MoneyError(f"'{value}' is not a number") from exc
+    if amount == 0:
+        amount = abs(amount)  # "-0" is zero, not a negative amount
     if amount < 0 and not allow_negative:
         raise MoneyError("amount must not be negative")
     if amount == 0 and not allow_zero:

@@ -40,3 +40,20 @@ class Payment(models.Model):
     @property
     def amount(self):
         return from_paisa(self.amount_paisa)
+
+
+class PaymentLink(models.Model):
+    """A subscriber's link to the payment page: signed, expiring, revocable."""
+
+    subscriber = models.ForeignKey("subscribers.Subscriber", on_delete=models.PROTECT, related_name="payment_links")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_opened_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["subscriber", "expires_at"], name="paymentlink_subscriber_idx")]
+
+    def __str__(self) -> str:
+        return f"link {self.pk} for subscriber {self.subscriber_id}"

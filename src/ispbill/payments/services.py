@@ -38,6 +38,9 @@ def record_payment(
         raise DomainError("amount must be greater than zero", code="invalid_amount", field="amount", status=422)
     if method not in PaymentMethod.values and not gateway:
         raise DomainError(f"unknown payment method '{method}'", code="invalid_method", field="method", status=422)
+    # The columns hold 100 characters; a longer key must be refused, not fail the insert.
+    if idempotency_key and len(idempotency_key) > 100:
+        raise DomainError("Idempotency-Key must be at most 100 characters", code="invalid_idempotency_key", field="idempotency_key", status=422)
     paisa = to_paisa(amount)
     if not Subscriber.objects.filter(pk=subscriber_id).exists():
         raise NotFound("subscriber not found", code="subscriber_not_found")

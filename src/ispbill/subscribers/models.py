@@ -22,6 +22,10 @@ class Subscriber(models.Model):
     )
     grace_days_override = models.PositiveSmallIntegerField(null=True, blank=True)
     never_suspend = models.BooleanField(default=False)
+    language = models.CharField(
+        max_length=2, choices=[("bn", "বাংলা"), ("en", "English")], blank=True, default="",
+        help_text="language of SMS and email; blank: Bangla for +880 numbers",
+    )
     notes = models.TextField(blank=True)
     # Last day for which recurring service has been invoiced; null before the first invoice.
     billed_through = models.DateField(null=True, blank=True)

@@ -38,9 +38,12 @@ class PermanentFailure(Exception):
 class RetryLater(Exception):
     """A temporary failure with a known earliest retry time."""
 
-    def __init__(self, message: str, *, after_seconds: int | None = None):
+    def __init__(self, message: str, *, after_seconds: int | None = None, count_attempt: bool = True):
         super().__init__(message)
         self.after_seconds = after_seconds
+        # False for a deliberate hold (quiet hours): the attempt is not held against
+        # the item's max_attempts.
+        self.count_attempt = count_attempt
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,15 @@ def _finish(item: OutboxItem, worker_id: str, **fields) -> bool:
     )
 
 
+# ``perform`` returns this instead of a state when the outcome could not be recorded
+# because the lease ran out and another worker reclaimed the row meanwhile.
+STALE = "stale"
+
+
 def perform(item: OutboxItem, *, reclaimed: bool, now: datetime, worker_id: str) -> str:
-    """Run one claimed item's handler and record the outcome; returns the new state."""
+    """Run one claimed item's handler and record the outcome; returns the new state, or
+    :data:`STALE` when the row was reclaimed by another worker before the outcome could
+    be recorded (that worker's outcome stands)."""
     fn = _HANDLERS.get(item.topic)
     try:
         if fn is None:
@@ -148,21 +158,32 @@ def perform(item: OutboxItem, *, reclaimed: bool, now: datetime, worker_id: str)
         fn(item, Attempt(now=now, number=item.attempts, reclaimed=reclaimed, worker_id=worker_id))
     except PermanentFailure as exc:
         log.warning("outbox %s %s dead: %s", item.topic, item.dedupe_key, exc)
-        _finish(item, worker_id, state=OutboxState.DEAD, last_error=str(exc)[:2000], finished_at=now)
-        return OutboxState.DEAD
+        fields = dict(state=OutboxState.DEAD, last_error=str(exc)[:2000], finished_at=now)
     except Exception as exc:  # every other failure is temporary until attempts run out
         message = f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, RetryLater):
             log.info("outbox %s %s attempt %d failed: %s", item.topic, item.dedupe_key, item.attempts, message)
             log.debug("%s", traceback.format_exc())
-        if item.attempts >= item.max_attempts:
-            _finish(item, worker_id, state=OutboxState.DEAD, last_error=f"gave up after {item.attempts} attempts: {message}"[:2000], finished_at=now)
-            return OutboxState.DEAD
-        delay = exc.after_seconds if isinstance(exc, RetryLater) and exc.after_seconds else backoff_seconds(item.attempts)
-        _finish(item, worker_id, state=OutboxState.PENDING, last_error=message[:2000], next_attempt_at=now + timedelta(seconds=delay))
-        return OutboxState.PENDING
-    _finish(item, worker_id, state=OutboxState.DONE, last_error="", finished_at=now)
-    return OutboxState.DONE
+        hold = isinstance(exc, RetryLater) and not exc.count_attempt
+        if item.attempts >= item.max_attempts and not hold:
+            fields = dict(
+                state=OutboxState.DEAD, last_error=f"gave up after {item.attempts} attempts: {message}"[:2000],
+                finished_at=now,
+            )
+        else:
+            delay = exc.after_seconds if isinstance(exc, RetryLater) and exc.after_seconds else backoff_seconds(item.attempts)
+            fields = dict(state=OutboxState.PENDING, last_error=message[:2000], next_attempt_at=now + timedelta(seconds=delay))
+            if hold:
+                fields["attempts"] = item.attempts - 1
+    else:
+        fields = dict(state=OutboxState.DONE, last_error="", finished_at=now)
+    if not _finish(item, worker_id, **fields):
+        log.warning(
+            "outbox %s %s: attempt %d outcome (%s) discarded; the lease expired and the row was reclaimed",
+            item.topic, item.dedupe_key, item.attempts, fields["state"],
+        )
+        return STALE
+    return fields["state"]
 
 
 @dataclass
@@ -170,6 +191,7 @@ class DispatchResult:
     done: int = 0
     retried: int = 0
     dead: int = 0
+    stale: int = 0  # outcomes discarded because another worker reclaimed the row
     claimed: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -179,6 +201,8 @@ class DispatchResult:
             self.done += 1
         elif state == OutboxState.DEAD:
             self.dead += 1
+        elif state == STALE:
+            self.stale += 1
         else:
             self.retried += 1
 
@@ -193,7 +217,11 @@ def dispatch(*, now: datetime, worker_id: str | None = None, limit: int = 100, i
 
 
 def drain(*, now: datetime, worker_id: str | None = None, max_rounds: int = 10_000) -> DispatchResult:
-    """Dispatch until nothing is ready as of ``now`` (retries scheduled later wait)."""
+    """Dispatch until nothing is ready as of ``now`` (retries scheduled later wait).
+
+    A retried row is scheduled at least a second after ``now``, so each ready row is
+    tried once per drain however many batches it takes.
+    """
     total = DispatchResult()
     for _ in range(max_rounds):
         r = dispatch(now=now, worker_id=worker_id, limit=200)
@@ -202,9 +230,8 @@ def drain(*, now: datetime, worker_id: str | None = None, max_rounds: int = 10_0
         total.done += r.done
         total.retried += r.retried
         total.dead += r.dead
+        total.stale += r.stale
         total.claimed += r.claimed
-        if r.done == 0 and r.dead == 0:
-            break  # only retries: they are not ready again until later
     return total
 
 

@@ -21,7 +21,7 @@ from ispbill.worker.models import JobRun, LeaderLease
 
 log = logging.getLogger("ispbill.scheduler")
 
-JOB_MODULES = ["ispbill.billing.jobs"]
+JOB_MODULES = ["ispbill.billing.jobs", "ispbill.dunning.jobs", "ispbill.notifications.jobs"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class DunningConfig(AppConfig):
+    name = "ispbill.dunning"
+    label = "dunning"

@@ -1,0 +1,35 @@
+"""SMS encoding and segment counting (pure).
+
+GSM 03.38 text costs 160 characters in one segment and 153 per segment when
+concatenated (extension characters count twice); anything else goes as UCS-2: 70, or 67
+per segment when concatenated, counting UTF-16 code units. Bangla is always UCS-2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_GSM_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM_EXTENDED = set("^{}\\[~]|€\f")
+
+
+@dataclass(frozen=True, slots=True)
+class SmsCost:
+    encoding: str  # "GSM-7" or "UCS-2"
+    units: int  # septets or UTF-16 code units
+    segments: int
+
+
+def sms_cost(text: str) -> SmsCost:
+    if all(c in _GSM_BASIC or c in _GSM_EXTENDED for c in text):
+        units = sum(2 if c in _GSM_EXTENDED else 1 for c in text)
+        single, multi, encoding = 160, 153, "GSM-7"
+    else:
+        units = len(text.encode("utf-16-le")) // 2
+        single, multi, encoding = 70, 67, "UCS-2"
+    if units <= single:
+        return SmsCost(encoding, units, 1 if units else 0)
+    return SmsCost(encoding, units, -(-units // multi))
