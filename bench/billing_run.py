@@ -216,6 +216,9 @@ def _verify(n: int, counts: dict[int, int]) -> list[tuple[str, object, object]]:
         ("invoices with wrong total", wrong_total, 0),
         ("period", f"{inv['first']}..{inv['last']}", f"{date(2026, 12, 1)}..{EXPECT_THROUGH}"),
         ("billed_through advanced", Subscriber.objects.filter(billed_through=EXPECT_THROUGH).count(), n),
+        ("issued_at/created_at == now (ORM lookup)",
+         (Invoice.objects.filter(issued_at=NOW, issued_on=TODAY).count(), LedgerEntry.objects.filter(created_at=NOW).count()),
+         (n, n)),
         ("numbers gapless 1..N", gapless, True),
         ("number sequence next", seq_next, n + 1),
     ]

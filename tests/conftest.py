@@ -21,3 +21,14 @@ def fixed_clock():
     c = clock.FixedClock(datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
     with clock.use_clock(c):
         yield c
+
+
+@pytest.fixture(autouse=True)
+def _fresh_template_cache():
+    """Customised message templates are cached per process; a test's rollback must not
+    leave another test reading a template that no longer exists."""
+    from ispbill.notifications.services import forget_templates
+
+    forget_templates()
+    yield
+    forget_templates()

@@ -84,16 +84,22 @@ def cmd_tick(args) -> int:
     _setup()
     from ispbill.core import clock
     from ispbill.core.timeutil import parse_instant
+
+    if not args.at:
+        return _tick(clock.now())
+    try:
+        at = parse_instant(args.at)
+    except ValueError:
+        print(f"error: --at '{args.at}' is not an ISO-8601 date-time", file=sys.stderr)
+        return 2
+    # Restored afterwards: ``main`` is also called in-process (tests, other commands).
+    with clock.use_clock(clock.FixedClock(at)):
+        return _tick(clock.now())
+
+
+def _tick(now) -> int:
     from ispbill.worker import outbox, scheduler
 
-    if args.at:
-        try:
-            at = parse_instant(args.at)
-        except ValueError:
-            print(f"error: --at '{args.at}' is not an ISO-8601 date-time", file=sys.stderr)
-            return 2
-        clock.set_clock(clock.FixedClock(at))
-    now = clock.now()
     failed = 0
     for outcome in scheduler.run_due_jobs(now, force=True):
         print(f"{outcome.name}: {'ok' if outcome.ok else 'FAILED'} {outcome.result}")
@@ -115,12 +121,9 @@ def cmd_check_ledger(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    _setup()
-    import logging
-
+    _setup()  # settings.LOGGING already sends ispbill.* to the console
     from ispbill.worker.loop import run_forever
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -170,7 +173,8 @@ def cmd_serve(args) -> int:
         for child in children:
             if child.poll() is not None and not stopping:
                 print(f"ispbill: a child process exited with {child.returncode}; stopping", file=sys.stderr)
-                code = child.returncode or 1
+                # a child killed by a signal has a negative returncode; report plain failure
+                code = child.returncode if child.returncode > 0 else 1
                 stop()
         if all(c.poll() is not None for c in children):
             break

@@ -152,6 +152,28 @@ LOGGING = {
     "loggers": {"ispbill": {"handlers": ["console"], "level": os.environ.get("ISPBILL_LOG_LEVEL", "INFO")}},
 }
 
+# Email (Django's standard settings, read from the environment). Without EMAIL_HOST,
+# mail is written to the console instead of being sent.
+def _env_flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value in {"1", "true", "yes", "on"}
+
+
+_EMAIL_HOST = os.environ.get("EMAIL_HOST", "").strip()
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "").strip() or (
+    "django.core.mail.backends.smtp.EmailBackend" if _EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_HOST = _EMAIL_HOST or "localhost"
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "").strip() or "25")
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = _env_flag("EMAIL_USE_TLS")
+EMAIL_USE_SSL = _env_flag("EMAIL_USE_SSL")
+if EMAIL_USE_TLS and EMAIL_USE_SSL:
+    raise ImproperlyConfigured("set EMAIL_USE_TLS (STARTTLS, port 587) or EMAIL_USE_SSL (port 465), not both")
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "").strip() or "15")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "ispbill <billing@localhost>"
+
 # Outbox dispatcher defaults (seconds unless stated).
 ISPBILL_OUTBOX_LEASE_SECONDS = int(os.environ.get("ISPBILL_OUTBOX_LEASE_SECONDS", "120"))
 ISPBILL_OUTBOX_MAX_ATTEMPTS = int(os.environ.get("ISPBILL_OUTBOX_MAX_ATTEMPTS", "8"))

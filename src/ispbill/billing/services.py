@@ -320,7 +320,7 @@ def issue_credit_note(
 ) -> CreditNote:
     """A correction: credits ``amount`` to an invoice (or to the oldest open ones)."""
     if not reason.strip():
-        raise DomainError("a credit note needs a reason", code="reason_required", field="reason")
+        raise DomainError("a credit note needs a reason", code="reason_required", field="reason", status=422)
     with transaction.atomic():
         ledger.lock_subscriber(subscriber_id)
         invoice = None
@@ -329,7 +329,7 @@ def issue_credit_note(
             if invoice is None:
                 raise NotFound("invoice not found for this subscriber", code="invoice_not_found")
             if invoice.status == InvoiceStatus.VOID:
-                raise DomainError("a void invoice cannot be credited", code="invoice_void")
+                raise DomainError("a void invoice cannot be credited", code="invoice_void", status=409)
         line = Line(LineKind.ADJUSTMENT, reason.strip(), -amount)
         return _post_credit_note(
             subscriber_id=subscriber_id, lines=[line], reason=reason.strip(), today=today, now=now, invoice=invoice, user=user
@@ -348,7 +348,8 @@ def void_invoice(*, invoice_id: int, reason: str, now: datetime) -> Invoice:
             return invoice
         if invoice.amount_due_paisa != invoice.total_paisa:
             raise DomainError(
-                "money has already been applied to this invoice; issue a credit note instead", code="invoice_has_payments"
+                "money has already been applied to this invoice; issue a credit note instead", code="invoice_has_payments",
+                status=409,
             )
         LedgerEntry.objects.create(
             subscriber_id=invoice.subscriber_id, kind=EntryKind.VOID, amount_paisa=-invoice.amount_due_paisa,

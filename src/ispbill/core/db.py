@@ -6,9 +6,11 @@ transaction). Callers pass plain tuples in column order.
 
 from __future__ import annotations
 
+import weakref
 import zlib
 from datetime import date, datetime
-from typing import Iterable, Sequence
+from decimal import Decimal
+from typing import Callable, Iterable, Sequence
 
 from django.db import connection, models
 
@@ -18,16 +20,31 @@ def is_postgres() -> bool:
 
 
 def bulk_insert(model: type[models.Model], columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    """Insert ``rows`` (tuples in ``columns`` order) in one statement.
+
+    On PostgreSQL this is a binary ``COPY`` when every column has a plain type and the
+    first row's values have the matching Python types (int, str, date, aware datetime,
+    bool, Decimal; ``None`` anywhere); otherwise a text ``COPY``. Each column must hold
+    one Python type throughout ``rows``.
+    """
     if not rows:
         return
     table = model._meta.db_table
     qn = connection.ops.quote_name
     cols = ", ".join(qn(c) for c in columns)
     if is_postgres():
+        oids = _binary_copy_types(table, columns, rows)
         with connection.cursor() as cursor:
-            with cursor.cursor.copy(f"COPY {qn(table)} ({cols}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+            if oids is None:
+                with cursor.cursor.copy(f"COPY {qn(table)} ({cols}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                with cursor.cursor.copy(f"COPY {qn(table)} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(oids)
+                    write_row = copy.write_row
+                    for row in rows:
+                        write_row(row)
     else:
         marks = ", ".join(["%s"] * len(columns))
         with connection.cursor() as cursor:
@@ -36,19 +53,30 @@ def bulk_insert(model: type[models.Model], columns: Sequence[str], rows: Sequenc
 
 def _sqlite_values(rows: Sequence[tuple]) -> Sequence[tuple]:
     """Dates and instants in the text form Django's SQLite backend stores and compares
-    (naive UTC ``YYYY-MM-DD HH:MM:SS[.ffffff]``); other values pass through."""
+    (naive UTC ``YYYY-MM-DD HH:MM:SS[.ffffff]``); other values pass through.
+
+    Each distinct value is converted once: a billing run stamps every row with the same
+    instant and a handful of dates.
+    """
     first = rows[0]
     positions = [i for i, v in enumerate(first) if isinstance(v, (datetime, date))]
     if not positions:
         return rows
     adapt = connection.ops.adapt_datetimefield_value
+    converted: dict[tuple[type, object], object] = {}
 
     def convert(v):
-        if isinstance(v, datetime):
-            return adapt(v)
-        if isinstance(v, date):
-            return v.isoformat()
-        return v
+        key = (type(v), v)
+        text = converted.get(key)
+        if text is None:
+            if isinstance(v, datetime):
+                text = adapt(v)
+            elif isinstance(v, date):
+                text = v.isoformat()
+            else:
+                return v
+            converted[key] = text
+        return text
 
     out = []
     for row in rows:
@@ -57,6 +85,68 @@ def _sqlite_values(rows: Sequence[tuple]) -> Sequence[tuple]:
             row[i] = convert(row[i])
         out.append(row)
     return out
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_str(v) -> bool:
+    return isinstance(v, str)  # choices (str enums) are dumped as their value
+
+
+def _is_date(v) -> bool:
+    return isinstance(v, date) and not isinstance(v, datetime)
+
+
+def _is_aware(v) -> bool:
+    return isinstance(v, datetime) and v.tzinfo is not None
+
+
+# Column type oid -> the Python values its binary COPY dumper takes (checked on the first row).
+_BINARY_COPY_OIDS: dict[int, Callable[[object], bool]] = {
+    16: lambda v: isinstance(v, bool),  # boolean
+    20: _is_int,  # bigint
+    21: _is_int,  # smallint
+    23: _is_int,  # integer
+    25: _is_str,  # text
+    1043: _is_str,  # varchar
+    1082: _is_date,  # date
+    1184: _is_aware,  # timestamp with time zone
+    1700: lambda v: isinstance(v, Decimal) or _is_int(v),  # numeric
+}
+# Catalog facts (column types, serial sequences) per open PostgreSQL connection: a new
+# connection, e.g. after migrations in another process, looks them up again.
+_catalog: "weakref.WeakKeyDictionary[object, dict[tuple, object]]" = weakref.WeakKeyDictionary()
+
+
+def _catalog_lookup(key: tuple, sql: str, params: list, convert: Callable[[list], object]):
+    connection.ensure_connection()
+    cache = _catalog.setdefault(connection.connection, {})
+    if key not in cache:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            cache[key] = convert(cursor.fetchall())
+    return cache[key]
+
+
+def _binary_copy_types(table: str, columns: Sequence[str], rows: Sequence[tuple]) -> list[int] | None:
+    """The column type oids for a binary COPY of ``rows``, or ``None`` to use text."""
+    types = _catalog_lookup(
+        ("columns", table),
+        "SELECT attname, atttypid::int FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+        [connection.ops.quote_name(table)],
+        dict,
+    )
+    oids = []
+    first = rows[0]
+    for column, value in zip(columns, first):
+        oid = types.get(column)
+        accepts = _BINARY_COPY_OIDS.get(oid)
+        if accepts is None or (value is not None and not accepts(value)):
+            return None
+        oids.append(oid)
+    return oids if len(oids) == len(columns) == len(first) else None
 
 
 def reserve_ids(model: type[models.Model], count: int) -> list[int]:
@@ -72,9 +162,9 @@ def reserve_ids(model: type[models.Model], count: int) -> list[int]:
     pk = model._meta.pk.column
     with connection.cursor() as cursor:
         if is_postgres():
-            cursor.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)", [table, pk, count]
-            )
+            # The sequence is looked up once: inside the query it would be resolved per row.
+            seq = _catalog_lookup(("sequence", table, pk), "SELECT pg_get_serial_sequence(%s, %s)", [table, pk], lambda r: r[0][0])
+            cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [seq, count])
             return [r[0] for r in cursor.fetchall()]
         qn = connection.ops.quote_name
         cursor.execute(f"SELECT COALESCE(MAX({qn(pk)}), 0) FROM {qn(table)}")

@@ -181,7 +181,13 @@ def send_message(item, attempt) -> None:
     now = attempt.now
     message_id = item.payload["message_id"]
     with transaction.atomic():
-        msg = Message.objects.select_for_update().select_related("subscriber", "invoice", "payment").get(pk=message_id)
+        # Lock the message row only: invoice and payment are nullable (LEFT JOIN), and
+        # PostgreSQL refuses FOR UPDATE on the nullable side of an outer join.
+        msg = (
+            Message.objects.select_for_update(of=("self",))
+            .select_related("subscriber", "invoice", "payment")
+            .get(pk=message_id)
+        )
         if msg.status in (MessageStatus.SENT, MessageStatus.CANCELLED, MessageStatus.DEAD, MessageStatus.UNCERTAIN):
             return
         if msg.status == MessageStatus.SENDING:

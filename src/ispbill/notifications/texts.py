@@ -17,6 +17,9 @@ PLACEHOLDERS = (
     "invoice_number", "amount_paid", "balance",
 )
 _FIELD = re.compile(r"\{([a-z_]+)\}")
+# Anything in braces that looks meant as a placeholder ({Name}, {amount-due},
+# {name.__class__}); checked against PLACEHOLDERS when staff save a template.
+_BRACED = re.compile(r"\{([^{}\s]+)\}")
 
 
 @dataclass(frozen=True)
@@ -107,11 +110,12 @@ def render(template: str, context: dict[str, str]) -> str:
 
 
 def unknown_placeholders(template: str) -> list[str]:
-    return sorted({m.group(1) for m in _FIELD.finditer(template)} - set(PLACEHOLDERS))
+    return sorted({m.group(1) for m in _BRACED.finditer(template)} - set(PLACEHOLDERS))
 
 
 def to_html(body: str) -> str:
     """The plain text as simple HTML: escaped, paragraphs kept, links clickable."""
+    body = body.replace("\r\n", "\n").replace("\r", "\n")
     paragraphs = [p for p in body.split("\n\n") if p.strip()]
     parts = [f"<p>{urlize(escape(p)).replace(chr(10), '<br>')}</p>" for p in paragraphs]
     return '<!doctype html><html><body style="font-family:sans-serif;line-height:1.5">' + "".join(parts) + "</body></html>"

@@ -37,7 +37,7 @@ def current_link(*, subscriber_id: int, now: datetime, valid_days: int, min_rema
     reuses the newest one when it still is, so reminders share a link."""
     link = (
         PaymentLink.objects.filter(
-            subscriber_id=subscriber_id, revoked_at__isnull=True, expires_at__gt=now + timedelta(days=min_remaining_days)
+            subscriber_id=subscriber_id, revoked_at__isnull=True, expires_at__gte=now + timedelta(days=min_remaining_days)
         )
         .order_by("-expires_at")
         .first()
@@ -51,6 +51,8 @@ def resolve(token: str, *, now: datetime) -> PaymentLink:
     """The link a token names, or :class:`LinkError` (tampered, expired or revoked)."""
     try:
         link_id, subscriber_id = signing.loads(token, salt=_SALT)
+        if not isinstance(link_id, int) or not isinstance(subscriber_id, int):
+            raise ValueError("malformed payment link payload")
     except (signing.BadSignature, ValueError, TypeError):
         raise LinkError("invalid", "This payment link is not valid.") from None
     link = PaymentLink.objects.filter(pk=link_id, subscriber_id=subscriber_id).first()

@@ -12,7 +12,8 @@ from ispbill.plans.models import Package
 from ispbill.subscribers.choices import BillingModeChoice, SubscriberStatus
 from ispbill.subscribers.models import Subscriber
 
-_TEXT_FIELDS = ("name", "address", "area", "notes")
+# Text columns that are NOT NULL: a null from a client clears them to "".
+_TEXT_FIELDS = ("name", "email", "address", "area", "notes", "billing_mode")
 
 
 def _clean(data: dict) -> dict:
@@ -57,6 +58,9 @@ def _save(sub: Subscriber) -> Subscriber:
         with transaction.atomic():
             sub.save()
     except IntegrityError:
+        # Only a clash on the username is the client's doing; anything else is a bug to surface.
+        if not Subscriber.objects.filter(pppoe_username=sub.pppoe_username).exclude(pk=sub.pk).exists():
+            raise
         raise Conflict(f"PPPoE username '{sub.pppoe_username}' is already taken", code="duplicate_username") from None
     return sub
 
@@ -84,6 +88,8 @@ def update_subscriber(*, subscriber_id: int, today: date, **changes) -> Subscrib
     if "package_id" in changes:
         raise DomainError("use change-package to move a subscriber to another package", code="use_change_package", field="package", status=422)
     changes = _clean(changes)
+    if "never_suspend" in changes and changes["never_suspend"] is None:
+        raise DomainError("never_suspend must be true or false", code="invalid_never_suspend", field="never_suspend", status=422)
     with transaction.atomic():
         sub = Subscriber.objects.select_for_update().get(pk=subscriber_id)
         if "pppoe_username" in changes and changes["pppoe_username"] != sub.pppoe_username:

@@ -66,6 +66,10 @@ def job(name: str, schedule: Every | Daily, *, order: int = 100):
     return register
 
 
+def unregister(name: str) -> None:
+    _JOBS.pop(name, None)
+
+
 def load_job_modules() -> None:
     for module in JOB_MODULES:
         importlib.import_module(module)

@@ -17,9 +17,6 @@ NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
 # -- PostgreSQL: advisory lock ----------------------------------------------------------
 
-postgres = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
-
-
 def _contend(peers_):
     """Two peers each create a Leadership and try to acquire it at the same moment."""
     a, b = peers_
@@ -38,10 +35,9 @@ def _contend(peers_):
     return holder, other, leaders
 
 
-@pytest.mark.parametrize("attempt", range(3))
 @pytest.mark.postgres_only
 @pytest.mark.django_db(transaction=True)
-def test_postgres_exactly_one_leader_then_handover_on_release(peers, attempt):
+def test_postgres_exactly_one_leader_then_handover_on_release(peers):
     holder, other, leaders = _contend(peers(2))
 
     # the holder keeps it; the other keeps being refused

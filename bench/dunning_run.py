@@ -1,0 +1,393 @@
+"""Benchmark: one dunning run over N open invoices, then the dispatcher sending SMS.
+
+    .venv/bin/python bench/dunning_run.py --subscribers 100000
+    .venv/bin/python bench/dunning_run.py --subscribers 100000 --database-url postgresql://postgres@127.0.0.1:5432/test
+
+Always works on a throwaway database: SQLite in a temporary ISPBILL_DATA_DIR, or, for a
+postgresql:// URL, a dedicated database (``ispbill_bench_dunning_<pid>``) created on
+that URL's server and dropped afterwards. The database named in the URL is only used
+for its host, port and user; it is never connected to or changed.
+
+Setup (migrations, N subscribers and N open invoices due 1 Dec, bulk-inserted as in
+bench/billing_run.py) is not measured. Measured:
+
+1. one ``run_dunning(now=26 Nov 10:00 Dhaka)``: the -5 reminder is current for every
+   invoice (SMS for all, email for the quarter with an address); then a second run at
+   the same instant, which must queue nothing;
+2. the dispatcher (``outbox.drain``) sending ``--messages`` of those SMS through the
+   real ``HttpSmsProvider`` (``SMS_PROVIDER=http``, ``SMS_HTTP_URL``) to a local HTTP
+   SMS sink (``ThreadingHTTPServer`` in a thread); the other outbox rows are parked
+   for the duration so only those SMS are ready.
+
+Prints numbers; targets (run_dunning <= 5 s for 100k, dispatcher >= 500 SMS/s) are
+reported, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import gc
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+ACTIVATED = date(2026, 11, 1)
+ISSUED_ON = date(2026, 11, 24)
+DUE_ON = date(2026, 12, 1)
+# 26 Nov 10:00 in Dhaka (UTC+6): five days before the due date, outside quiet hours.
+NOW = datetime(2026, 11, 26, 4, 0, tzinfo=UTC)
+PRICE_PAISA = 80_000
+DUNNING_TARGET_S = 5.0
+DISPATCH_TARGET = 500.0
+
+
+def _parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--subscribers", type=int, default=100_000)
+    p.add_argument("--database-url", default=None, help="default: $DATABASE_URL if postgresql://, else SQLite")
+    p.add_argument("--messages", type=int, default=5000, help="SMS to dispatch to the local sink (default 5000)")
+    p.add_argument("--batch-size", type=int, default=None, help="passed to run_dunning (default: its own)")
+    p.add_argument("--profile", metavar="PREFIX", default=None,
+                   help="write cProfile stats of the measured parts to PREFIX.dunning and PREFIX.dispatch")
+    p.add_argument("--keep", action="store_true", help="keep the throwaway database (prints where it is)")
+    return p.parse_args()
+
+
+# -- throwaway database ---------------------------------------------------------------
+
+def _prepare_sqlite(keep: bool) -> None:
+    data_dir = tempfile.mkdtemp(prefix="ispbill-bench-dunning-")
+    os.environ["ISPBILL_DATA_DIR"] = data_dir
+    os.environ.pop("DATABASE_URL", None)  # settings then default to DATA_DIR/ispbill.sqlite3
+    if keep:
+        print(f"keeping {data_dir}")
+    else:
+        atexit.register(shutil.rmtree, data_dir, True)
+
+
+def _prepare_postgres(url: str, keep: bool) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    name = f"ispbill_bench_dunning_{os.getpid()}"
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    bench_url = urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        from django.db import connections
+
+        connections.close_all()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    if keep:
+        print(f"keeping database {name}")
+    else:
+        atexit.register(drop)
+    data_dir = tempfile.mkdtemp(prefix="ispbill-bench-dunning-")  # generated secret key goes nowhere permanent
+    os.environ["ISPBILL_DATA_DIR"] = data_dir
+    atexit.register(shutil.rmtree, data_dir, True)
+    os.environ["DATABASE_URL"] = bench_url
+
+
+# -- setup ----------------------------------------------------------------------------
+
+def _row_template(model, now: datetime):
+    """Column names, a row of defaults and {attname: position} for ``model``."""
+    from django.db import connection
+
+    fields = list(model._meta.concrete_fields)
+    defaults = []
+    for f in fields:
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+            defaults.append(now)
+        elif f.has_default() or not f.null:
+            defaults.append(f.get_db_prep_save(f.get_default(), connection))
+        else:
+            defaults.append(None)
+    return [f.column for f in fields], defaults, {f.attname: i for i, f in enumerate(fields)}
+
+
+def _setup(n: int) -> dict[str, int]:
+    """N subscribers and, for each, an open December invoice (with its ledger debit)."""
+    from django.db import transaction
+
+    from ispbill.billing.models import BillingSettings, Invoice, LedgerEntry
+    from ispbill.core.db import bulk_insert, reserve_ids
+    from ispbill.dunning.models import DunningSettings
+    from ispbill.plans.models import Package
+    from ispbill.subscribers.models import Subscriber
+
+    BillingSettings.load()  # defaults: prepaid, 7 lead days, grace 3
+    DunningSettings.load()  # default ladder -5, 0, +1 on SMS and email; quiet 21:00-08:00
+    package = Package.objects.create(name="Bench 20M", price_paisa=PRICE_PAISA, rate_limit="", router_profile="bench")
+    issued_at = datetime(2026, 11, 23, 18, 5, tzinfo=UTC)  # 24 Nov 00:05 Dhaka
+    s_cols, s_tpl, s_at = _row_template(Subscriber, issued_at)
+    i_cols, i_tpl, i_at = _row_template(Invoice, issued_at)
+    counts = {"subscribers": 0, "with_email": 0, "english": 0}
+    chunk, done = 20_000, 0
+    while done < n:
+        size = min(chunk, n - done)
+        with transaction.atomic():
+            sub_ids = reserve_ids(Subscriber, size)
+            inv_ids = reserve_ids(Invoice, size)
+            subs, invoices, entries = [], [], []
+            for i, sub_id, inv_id in zip(range(done, done + size), sub_ids, inv_ids):
+                row = s_tpl.copy()
+                row[s_at["id"]] = sub_id
+                row[s_at["name"]] = f"Bench Subscriber {i}"
+                row[s_at["phone"]] = f"+88017{i:08d}"
+                row[s_at["email"]] = f"bench{i}@example.com" if i % 4 == 0 else ""
+                row[s_at["area"]] = f"Area {i % 50}"
+                row[s_at["pppoe_username"]] = f"bench{i}"
+                row[s_at["package_id"]] = package.pk
+                row[s_at["status"]] = "active"
+                row[s_at["activated_on"]] = ACTIVATED
+                row[s_at["billing_mode"]] = ""
+                row[s_at["language"]] = "en" if i % 10 == 0 else ""  # the rest: Bangla (+880)
+                row[s_at["billed_through"]] = date(2026, 12, 31)
+                subs.append(tuple(row))
+                inv = i_tpl.copy()
+                inv[i_at["id"]] = inv_id
+                inv[i_at["number"]] = f"BENCH-{i + 1:07d}"
+                inv[i_at["subscriber_id"]] = sub_id
+                inv[i_at["kind"]] = "recurring"
+                inv[i_at["package_id"]] = package.pk
+                inv[i_at["period_start"]] = DUE_ON
+                inv[i_at["period_end"]] = date(2026, 12, 31)
+                inv[i_at["issued_on"]] = ISSUED_ON
+                inv[i_at["issued_at"]] = issued_at
+                inv[i_at["due_on"]] = DUE_ON
+                inv[i_at["currency"]] = "BDT"
+                inv[i_at["total_paisa"]] = PRICE_PAISA
+                inv[i_at["amount_due_paisa"]] = PRICE_PAISA
+                inv[i_at["status"]] = "open"
+                invoices.append(tuple(inv))
+                entries.append((sub_id, "invoice", PRICE_PAISA, inv_id, issued_at))
+                counts["with_email"] += i % 4 == 0
+                counts["english"] += i % 10 == 0
+            bulk_insert(Subscriber, s_cols, subs)
+            bulk_insert(Invoice, i_cols, invoices)
+            bulk_insert(LedgerEntry, ["subscriber_id", "kind", "amount_paisa", "invoice_id", "created_at"], entries)
+        done += size
+    counts["subscribers"] = n
+    _analyze()
+    return counts
+
+
+def _analyze() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+# -- the SMS sink ---------------------------------------------------------------------
+
+class SmsSink:
+    """A local HTTP "SMS provider": answers every POST with 200 and a message id."""
+
+    def __init__(self):
+        sink = self
+        self.lock = threading.Lock()
+        self.received = 0
+        self.recipients: set[str] = set()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real provider would allow
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                to = parse_qs(body.decode()).get("to", [""])[0]
+                with sink.lock:
+                    sink.received += 1
+                    sink.recipients.add(to)
+                    n = sink.received
+                answer = json.dumps({"status": "ok", "message_id": f"sink-{n}"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="sms-sink", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/send"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _park_all_but(sms_item_ids: list[int], *, now: datetime) -> None:
+    """Make only ``sms_item_ids`` ready at ``now``; every other outbox row waits a day."""
+    from django.db import transaction
+
+    from ispbill.core.db import id_chunks
+    from ispbill.worker.models import OutboxItem
+
+    with transaction.atomic():
+        OutboxItem.objects.update(next_attempt_at=now + timedelta(days=1))
+        for part in id_chunks(sms_item_ids):
+            OutboxItem.objects.filter(pk__in=part).update(next_attempt_at=now)
+
+
+# -- main -----------------------------------------------------------------------------
+
+def _profiled(prefix: str | None, suffix: str, fn):
+    if not prefix:
+        return fn()
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        return fn()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(f"{prefix}.{suffix}")
+
+
+def main() -> int:
+    args = _parse_args()
+    url = args.database_url or os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://")):
+        _prepare_postgres(url, args.keep)
+    else:
+        _prepare_sqlite(args.keep)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "ispbill.settings"
+    os.environ.setdefault("ISPBILL_LOG_LEVEL", "WARNING")
+    os.environ["ISPBILL_TIME_ZONE"] = "Asia/Dhaka"
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.models import Count
+
+    from ispbill.dunning.services import run_dunning
+    from ispbill.notifications.channels import reset_channels, sms_channel
+    from ispbill.notifications.models import Message
+    from ispbill.worker import outbox
+    from ispbill.worker.models import OutboxItem
+
+    t0 = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    t_migrate = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    counts = _setup(args.subscribers)
+    t_setup = time.perf_counter() - t0
+    vendor = connection.vendor
+    where = ""
+    if vendor == "postgresql":
+        s = connection.settings_dict
+        where = f" {s['NAME']} on {s['HOST']}:{s['PORT']}"
+    else:
+        import sqlite3
+
+        where = f" {sqlite3.sqlite_version} at {connection.settings_dict['NAME']}"
+    n = args.subscribers
+    print(f"database      : {vendor}{where}")
+    print(f"setup         : {n} subscribers ({counts['with_email']} with email, {counts['english']} English), "
+          f"{n} open invoices due {DUE_ON}; migrate {t_migrate:.2f} s, insert {t_setup:.2f} s (not measured)")
+
+    # -- 1. the dunning run -------------------------------------------------------------
+    kwargs = {"now": NOW}
+    if args.batch_size:
+        kwargs["batch_size"] = args.batch_size
+    gc.collect()
+    t0 = time.perf_counter()
+    result = _profiled(args.profile, "dunning", lambda: run_dunning(**kwargs))
+    t_dunning = time.perf_counter() - t0
+    expected = n + counts["with_email"]
+    print(f"run_dunning   : {t_dunning:.3f} s  ->  {result.invoices_checked / t_dunning:,.0f} invoices/s, "
+          f"{result.queued} messages queued ({result.queued / t_dunning:,.0f}/s)  "
+          f"[target <= {DUNNING_TARGET_S:.0f} s for 100k: {'met' if t_dunning <= DUNNING_TARGET_S * n / 100_000 else 'MISSED'}]"
+          + ("  (under cProfile)" if args.profile else ""))
+    t0 = time.perf_counter()
+    again = run_dunning(**kwargs)
+    t_again = time.perf_counter() - t0
+    print(f"run again     : {t_again:.3f} s, {again.invoices_checked} checked, {again.queued} queued "
+          f"({'idempotent' if again.queued == 0 else 'NOT IDEMPOTENT'})")
+    by_channel = dict(Message.objects.values_list("channel").annotate(c=Count("id")))
+    checks = [
+        ("invoices checked", result.invoices_checked, n),
+        ("messages queued", result.queued, expected),
+        ("messages (sms)", by_channel.get("sms", 0), n),
+        ("messages (email)", by_channel.get("email", 0), counts["with_email"]),
+        ("outbox items", OutboxItem.objects.count(), expected),
+        ("second run queued", again.queued, 0),
+    ]
+
+    # -- 2. the dispatcher --------------------------------------------------------------
+    k = min(args.messages, n)
+    sms_ids = list(Message.objects.filter(channel="sms").order_by("id").values_list("id", flat=True)[:k])
+    item_ids = list(
+        OutboxItem.objects.filter(dedupe_key__in=[f"message:{i}" for i in sms_ids]).values_list("id", flat=True)
+    )
+    _park_all_but(item_ids, now=NOW)
+    with SmsSink() as sink:
+        os.environ.update(SMS_PROVIDER="http", SMS_HTTP_URL=sink.url, SMS_SENDER_ID="ISPBILL", SMS_HTTP_TIMEOUT="10")
+        reset_channels()
+        provider = sms_channel()
+        gc.collect()
+        t0 = time.perf_counter()
+        dispatched = _profiled(args.profile, "dispatch", lambda: outbox.drain(now=NOW, worker_id="bench"))
+        t_dispatch = time.perf_counter() - t0
+        provider.close()
+        received = sink.received
+        distinct = len(sink.recipients)
+    rate = dispatched.done / t_dispatch if t_dispatch else float("inf")
+    print(f"dispatcher    : {dispatched.done} SMS sent to the local sink ({type(provider).__name__}) in "
+          f"{t_dispatch:.3f} s  ->  {rate:,.0f} messages/s, {1000 * t_dispatch / max(1, dispatched.done):.2f} ms each  "
+          f"[target >= {DISPATCH_TARGET:.0f}/s: {'met' if rate >= DISPATCH_TARGET else 'MISSED'}]"
+          + ("  (under cProfile)" if args.profile else ""))
+    sent = Message.objects.filter(pk__in=sms_ids, status="sent").count() if vendor == "postgresql" else sum(
+        Message.objects.filter(pk__in=sms_ids[i:i + 900], status="sent").count() for i in range(0, len(sms_ids), 900)
+    )
+    checks += [
+        ("dispatched (done)", dispatched.done, k),
+        ("retried/dead", (dispatched.retried, dispatched.dead), (0, 0)),
+        ("sink requests", received, k),
+        ("sink distinct recipients", distinct, k),
+        ("messages marked sent", sent, k),
+    ]
+    ok = all(got == want for _, got, want in checks)
+    print("verification  :")
+    for label, got, want in checks:
+        print(f"  {'ok ' if got == want else 'BAD'} {label}: {got}" + ("" if got == want else f" (expected {want})"))
+    print(f"result        : {'PASS' if ok else 'FAIL'}  ({vendor}: {n} invoices, run_dunning {t_dunning:.3f} s, "
+          f"{result.queued} queued; dispatcher {rate:,.0f} SMS/s over {dispatched.done})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
