@@ -117,6 +117,28 @@ def _reset_hwm() -> bool:
         return False
 
 
+def _backend_pid() -> int | None:
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User+system CPU of a local process (the PostgreSQL backend serving us), if visible."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
@@ -209,7 +231,8 @@ def _verify(n: int, counts: dict[int, int]) -> list[tuple[str, object, object]]:
     checks = [
         ("invoices", inv["n"], n),
         ("subscribers invoiced", inv["subs"], n),
-        ("invoice lines", InvoiceLine.objects.count(), n),
+        ("recurring open invoices", Invoice.objects.filter(kind="recurring", status="open").count(), n),
+        ("invoice lines (one plan line each)", (InvoiceLine.objects.count(), InvoiceLine.objects.filter(kind="plan", position=1).count()), (n, n)),
         ("ledger entries", LedgerEntry.objects.count(), n),
         ("ledger sum (paisa)", LedgerEntry.objects.aggregate(s=Sum("amount_paisa"))["s"], expected_sum),
         ("invoice totals sum (paisa)", inv["total"], expected_sum),
@@ -275,9 +298,14 @@ def main() -> int:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    backend = _backend_pid()
+    backend_cpu0 = _cpu_seconds(backend)
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     result = run_billing(**kwargs)
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    backend_cpu1 = _cpu_seconds(backend)
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.profile)
@@ -287,6 +315,11 @@ def main() -> int:
     rate = result.issued / elapsed if elapsed else float("inf")
     print(f"run 1         : issued {result.issued} invoices, checked {result.checked}, passes {result.passes}")
     print(f"run 1 time    : {elapsed:.3f} s  ->  {rate:,.0f} invoices/s" + ("  (under cProfile)" if profiler else ""))
+    load = os.getloadavg()
+    cpu_line = f"cpu during run: this process {cpu:.2f} s"
+    if backend_cpu0 is not None and backend_cpu1 is not None:
+        cpu_line += f", PostgreSQL backend {backend_cpu1 - backend_cpu0:.2f} s"
+    print(cpu_line + f"  (load average {load[0]:.2f} on {os.cpu_count()} CPUs: other work on the machine inflates the time)")
     print(f"peak RSS      : {maxrss_after:.1f} MB  (getrusage ru_maxrss, whole process incl. setup; "
           f"{maxrss_before:.1f} MB before the run)")
     if rss_before_kb is not None and hwm_after_kb is not None:

@@ -133,7 +133,9 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+# Set ISPBILL_STATIC_ROOT to collect static files for a separate web server; by default
+# the app serves them itself.
+STATIC_ROOT = os.environ.get("ISPBILL_STATIC_ROOT") or None
 # Static files are served by the app itself (no separate web server needed).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = False

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from ninja import Router
+from ninja import Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from ispbill.api.schemas import CreditNoteIn, CreditNoteOut, ErrorOut, InvoiceOut, MessageOut as MessageOutRef, RemindIn, VoidIn
@@ -66,7 +66,7 @@ def create_credit_note(request, payload: CreditNoteIn):
         subscriber_id=payload.subscriber, amount=payload.amount, reason=payload.reason, invoice_id=payload.invoice,
         today=local_date(now), now=now, user=request.user,
     )
-    return 201, note_out(get_object_or_404(selectors.credit_note_list(), pk=note.pk))
+    return Status(201, note_out(get_object_or_404(selectors.credit_note_list(), pk=note.pk)))
 
 
 @credit_notes.get("/{note_id}", response={200: CreditNoteOut, 404: ErrorOut})
@@ -84,4 +84,4 @@ def remind(request, invoice_id: int, payload: RemindIn):
     messages = request_reminder(
         invoice_id=invoice_id, kind=payload.kind, channels=payload.channels, now=clock.now(), user=request.user
     )
-    return 202, [message_out(m) for m in messages]
+    return Status(202, [message_out(m) for m in messages])

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from ninja import Router
+from ninja import Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from ispbill.api.schemas import ErrorOut, PackageIn, PackageOut, PackagePatch
@@ -30,7 +30,7 @@ def list_packages(request, active: bool | None = None):
 
 @router.post("", response={201: PackageOut, 409: ErrorOut, 422: ErrorOut})
 def create_package(request, payload: PackageIn):
-    return 201, out(services.create_package(**payload.dict()))
+    return Status(201, out(services.create_package(**payload.dict())))
 
 
 @router.get("/{package_id}", response={200: PackageOut, 404: ErrorOut})

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from ninja import Header, Router
+from ninja import Header, Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from ispbill.api.schemas import ErrorOut, PaymentIn, PaymentOut
@@ -38,7 +38,7 @@ def record_payment(request, payload: PaymentIn, idempotency_key: str | None = He
         notes=payload.notes, received_at=payload.received_at or clock.now(), user=request.user,
         idempotency_key=idempotency_key,
     )
-    return (201 if created else 200), out(get_object_or_404(selectors.payment_list(), pk=payment.pk))
+    return Status(201 if created else 200, out(get_object_or_404(selectors.payment_list(), pk=payment.pk)))
 
 
 @router.get("/{payment_id}", response={200: PaymentOut, 404: ErrorOut})

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from ninja import Schema
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from ispbill.core.money import MoneyError, parse_amount
 
@@ -28,13 +28,19 @@ Price = Annotated[Decimal, BeforeValidator(_amount(True)), WithJsonSchema(_AMOUN
 MoneyOut = Annotated[str, WithJsonSchema({"type": "string", "examples": ["516.13"]})]
 
 
+class InputSchema(Schema):
+    """Request bodies refuse fields they do not know (a typo is an error, not a no-op)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class ErrorOut(Schema):
     code: str
     message: str
     field: str | None = None
 
 
-class PackageIn(Schema):
+class PackageIn(InputSchema):
     name: str = Field(max_length=100)
     price: Price
     rate_limit: str = Field("", max_length=50)
@@ -42,7 +48,7 @@ class PackageIn(Schema):
     is_active: bool = True
 
 
-class PackagePatch(Schema):
+class PackagePatch(InputSchema):
     name: str | None = Field(None, max_length=100)
     price: Price | None = None
     rate_limit: str | None = Field(None, max_length=50)
@@ -63,7 +69,7 @@ Status = Literal["active", "suspended", "disabled"]
 Mode = Literal["calendar", "anniversary", ""]
 
 
-class SubscriberIn(Schema):
+class SubscriberIn(InputSchema):
     name: str = Field(max_length=200)
     phone: str = Field(max_length=32)
     email: str = Field("", max_length=254)
@@ -76,10 +82,11 @@ class SubscriberIn(Schema):
     billing_mode: Mode = ""
     grace_days_override: int | None = Field(None, ge=0, le=60)
     never_suspend: bool = False
+    language: Literal["bn", "en", ""] = ""
     notes: str = ""
 
 
-class SubscriberPatch(Schema):
+class SubscriberPatch(InputSchema):
     name: str | None = Field(None, max_length=200)
     phone: str | None = Field(None, max_length=32)
     email: str | None = Field(None, max_length=254)
@@ -90,6 +97,7 @@ class SubscriberPatch(Schema):
     billing_mode: Mode | None = None
     grace_days_override: int | None = Field(None, ge=0, le=60)
     never_suspend: bool | None = None
+    language: Literal["bn", "en", ""] | None = None
     notes: str | None = None
 
 
@@ -107,12 +115,13 @@ class SubscriberOut(Schema):
     billing_mode: str
     grace_days_override: int | None
     never_suspend: bool
+    language: str
     notes: str
     billed_through: date | None
     balance: MoneyOut
 
 
-class ChangePackageIn(Schema):
+class ChangePackageIn(InputSchema):
     package: int
     effective_on: date
     preview: bool = False
@@ -149,11 +158,11 @@ class InvoiceOut(Schema):
     lines: list[LineOut]
 
 
-class VoidIn(Schema):
+class VoidIn(InputSchema):
     reason: str = Field(min_length=1, max_length=300)
 
 
-class CreditNoteIn(Schema):
+class CreditNoteIn(InputSchema):
     subscriber: int
     amount: Amount
     reason: str = Field(min_length=1, max_length=300)
@@ -171,7 +180,7 @@ class CreditNoteOut(Schema):
     lines: list[LineOut]
 
 
-class PaymentIn(Schema):
+class PaymentIn(InputSchema):
     subscriber: int
     amount: Amount
     method: Literal["cash", "bank", "manual_mfs"] = "cash"
@@ -214,7 +223,7 @@ class SettingsOut(Schema):
     hotline: str
 
 
-class SettingsPatch(Schema):
+class SettingsPatch(InputSchema):
     billing_mode: Literal["calendar", "anniversary"] | None = None
     billing_day: int | None = Field(None, ge=1, le=31)
     payment_terms: Literal["prepaid", "postpaid"] | None = None
@@ -252,12 +261,12 @@ class MessageOut(Schema):
     sent_at: datetime | None
 
 
-class RemindIn(Schema):
+class RemindIn(InputSchema):
     kind: Literal["reminder", "due_today", "overdue", "suspended"] = "reminder"
     channels: list[Literal["sms", "email"]] | None = None
 
 
-class LadderStepIO(Schema):
+class LadderStepIO(InputSchema):
     offset: int = Field(ge=-60, le=60)
     kind: Literal["reminder", "due_today", "overdue"]
     channels: list[Literal["sms", "email"]] = Field(min_length=1)
@@ -270,7 +279,7 @@ class DunningSettingsOut(Schema):
     payment_link_days: int
 
 
-class DunningSettingsPatch(Schema):
+class DunningSettingsPatch(InputSchema):
     ladder: list[LadderStepIO] | None = None
     quiet_hours_start: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     quiet_hours_end: str | None = Field(None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -286,6 +295,6 @@ class TemplateOut(Schema):
     customised: bool
 
 
-class TemplateIn(Schema):
+class TemplateIn(InputSchema):
     subject: str = Field("", max_length=200)
     body: str = Field(min_length=1, max_length=2000)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from ninja import Router
+from ninja import Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
 from ispbill.api.schemas import ChangePackageIn, ChangePackageOut, ErrorOut, SubscriberIn, SubscriberOut, SubscriberPatch
@@ -22,7 +22,7 @@ def out(s: Subscriber) -> dict:
         "id": s.pk, "name": s.name, "phone": s.phone, "email": s.email, "address": s.address, "area": s.area,
         "pppoe_username": s.pppoe_username, "package": s.package_id, "status": s.status,
         "activated_on": s.activated_on, "billing_mode": s.billing_mode, "grace_days_override": s.grace_days_override,
-        "never_suspend": s.never_suspend, "notes": s.notes, "billed_through": s.billed_through,
+        "never_suspend": s.never_suspend, "language": s.language, "notes": s.notes, "billed_through": s.billed_through,
         "balance": format_amount(s.balance_paisa),
     }
 
@@ -42,7 +42,7 @@ def create_subscriber(request, payload: SubscriberIn):
     data = payload.dict()
     data["package_id"] = data.pop("package")
     sub = services.create_subscriber(today=local_date(clock.now()), **data)
-    return 201, out(_get(sub.pk))
+    return Status(201, out(_get(sub.pk)))
 
 
 @router.get("/{subscriber_id}", response={200: SubscriberOut, 404: ErrorOut})

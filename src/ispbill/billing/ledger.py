@@ -21,8 +21,11 @@ OPEN_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)
 
 def lock_subscriber(subscriber_id: int) -> Subscriber:
     """Lock the subscriber's row for the rest of the transaction (no-op lock on SQLite,
-    where the IMMEDIATE transaction already serialises writers)."""
-    sub = Subscriber.objects.select_for_update().select_related("package").filter(pk=subscriber_id).first()
+    where the IMMEDIATE transaction already serialises writers).
+
+    Only the subscriber's row: without ``of`` PostgreSQL would also lock the joined
+    package row and serialise every money operation of everyone on that package."""
+    sub = Subscriber.objects.select_for_update(of=("self",)).select_related("package").filter(pk=subscriber_id).first()
     if sub is None:
         raise NotFound("subscriber not found", code="subscriber_not_found")
     return sub

@@ -71,16 +71,21 @@ def package_change_lines(
     billed_through: date,
     anchor_day: int,
     rounding: Rounding,
+    not_charged: tuple[Period, ...] = (),
 ) -> list[Line]:
     """Credit the old package and charge the new one for already-billed days.
 
     Covers every day from ``effective_on`` to ``billed_through`` (a prepaid subscriber
     may already hold next period's invoice), one credit and one charge line per period.
+    Stretches inside ``not_charged`` (periods whose invoice was voided) are skipped:
+    nothing was charged there, so nothing is credited or charged.
     """
     lines: list[Line] = []
     if effective_on > billed_through:
         return lines
     for stretch in periods_between(effective_on, billed_through, anchor_day):
+        if any(p.start <= stretch.start and stretch.end <= p.end for p in not_charged):
+            continue
         period = period_containing(stretch.start, anchor_day)
         used = stretch.days
         span = f"{_span(stretch.start, stretch.end)} ({used} of {period.days} days)"

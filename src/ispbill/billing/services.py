@@ -7,7 +7,11 @@ UTC) are arguments: callers read the clock once.
 from __future__ import annotations
 
 import logging
+import re
+import string
 from collections import defaultdict
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -26,10 +30,10 @@ from ispbill.billing.models import (
     NumberSequence,
     PackageChange,
 )
-from ispbill.billing.periods import BillingMode
+from ispbill.billing.periods import BillingMode, Period
 from ispbill.billing.policy import BillingPolicy, PaymentTerms, due_on, latest_candidate_billed_through, next_invoice
 from ispbill.billing.proration import Line, LineKind, package_change_lines, service_charge, tax_line, used_service_lines
-from ispbill.core.db import bulk_insert, id_chunks, in_ids, reserve_ids
+from ispbill.core.db import bulk_insert, id_chunks, in_ids, overlapped, reserve_ids
 from ispbill.core.errors import DomainError, NotFound
 from ispbill.core.money import from_paisa, to_paisa
 from ispbill.plans.models import Package
@@ -47,9 +51,15 @@ def current_policy() -> BillingPolicy:
 
 # -- document numbers -------------------------------------------------------------------
 
+_SEQ_FIELD = re.compile(r"\{seq(?::[^}]*)?\}")
+
+
 def reserve_numbers(*, fmt: str, kind: str, issued_on: date, count: int) -> list[str]:
     """``count`` consecutive numbers from the gapless sequence, inside the caller's transaction."""
-    scope = f"{kind}:{issued_on.year}" if "{year" in fmt else kind
+    # The scope is the number with its sequence part blanked out, so formats that
+    # render alike ("INV-{year}-{seq:06d}" and "INV-2026-{seq:05d}") share one sequence
+    # and a format change can never reissue a number already used.
+    scope = f"{kind}:" + _SEQ_FIELD.sub("#", fmt).format(year=issued_on.year)
     NumberSequence.objects.get_or_create(scope=scope)
     seq = NumberSequence.objects.select_for_update().get(scope=scope)
     start = seq.next_value
@@ -82,10 +92,39 @@ def with_tax(lines: list[Line], policy: BillingPolicy) -> list[Line]:
 
 def post_invoices(drafts: list[DraftInvoice], *, settings: BillingSettings, issued_on: date, now: datetime) -> list[int]:
     """Insert invoices, their lines and ledger debits in bulk; returns the new ids."""
+    return _post_invoices(drafts, settings=settings, issued_on=issued_on, now=now)
+
+
+def _post_invoices(
+    drafts: list[DraftInvoice], *, settings: BillingSettings, issued_on: date, now: datetime,
+    alongside: Callable[[], None] | None = None,
+) -> list[int]:
+    """:func:`post_invoices`; ``alongside`` issues more writes of the same transaction
+    whose results nobody reads. They are sent once numbers and ids are reserved, and on
+    PostgreSQL the server runs them while the rows are being built (see
+    :func:`~ispbill.core.db.overlapped`)."""
     if not drafts:
+        if alongside is not None:
+            alongside()
         return []
     numbers = reserve_numbers(fmt=settings.invoice_number_format, kind="invoice", issued_on=issued_on, count=len(drafts))
     ids = reserve_ids(Invoice, len(drafts))
+    with overlapped() if alongside is not None else nullcontext():
+        if alongside is not None:
+            alongside()
+        invoice_rows, line_rows, entry_rows = _invoice_rows(drafts, ids, numbers, issued_on=issued_on, now=now)
+    bulk_insert(
+        Invoice,
+        ["id", "number", "subscriber_id", "kind", "package_id", "period_start", "period_end", "issued_on",
+         "issued_at", "due_on", "currency", "total_paisa", "amount_due_paisa", "status"],
+        invoice_rows,
+    )
+    bulk_insert(InvoiceLine, ["invoice_id", "position", "kind", "description", "amount_paisa"], line_rows)
+    bulk_insert(LedgerEntry, ["subscriber_id", "kind", "amount_paisa", "invoice_id", "created_at"], entry_rows)
+    return ids
+
+
+def _invoice_rows(drafts: list[DraftInvoice], ids: list[int], numbers: list[str], *, issued_on: date, now: datetime):
     invoice_rows, line_rows, entry_rows = [], [], []
     add_invoice, add_line, add_entry = invoice_rows.append, line_rows.append, entry_rows.append
     entry_kind = EntryKind.INVOICE.value
@@ -111,15 +150,7 @@ def post_invoices(drafts: list[DraftInvoice], *, settings: BillingSettings, issu
         for pos, kind, description, paisa in cells:
             add_line((inv_id, pos, kind, description, paisa))
         add_entry((d.subscriber_id, entry_kind, total, inv_id, now))
-    bulk_insert(
-        Invoice,
-        ["id", "number", "subscriber_id", "kind", "package_id", "period_start", "period_end", "issued_on",
-         "issued_at", "due_on", "currency", "total_paisa", "amount_due_paisa", "status"],
-        invoice_rows,
-    )
-    bulk_insert(InvoiceLine, ["invoice_id", "position", "kind", "description", "amount_paisa"], line_rows)
-    bulk_insert(LedgerEntry, ["subscriber_id", "kind", "amount_paisa", "invoice_id", "created_at"], entry_rows)
-    return ids
+    return invoice_rows, line_rows, entry_rows
 
 
 @dataclass
@@ -151,20 +182,15 @@ def run_billing(*, today: date, now: datetime, batch_size: int = 5000, keep_ids:
         last_id = 0
         while True:
             with transaction.atomic():
-                batch = list(
-                    Subscriber.objects.select_for_update()
-                    .filter(status__in=BILLABLE_STATUSES, id__gt=last_id)
-                    .filter(models_q_billed_through(bound))
-                    .order_by("id")
-                    .values_list("id", "activated_on", "billed_through", "billing_mode", "package_id")[:batch_size]
-                )
+                batch = _lock_candidates(after_id=last_id, bound=bound, limit=batch_size)
                 if not batch:
                     break
                 last_id = batch[-1][0]
                 result.checked += len(batch)
                 drafts, advance = _draft_recurring(batch, policy=policy, packages=packages, today=today)
-                ids = post_invoices(drafts, settings=settings, issued_on=today, now=now)
-                _advance_billed_through(advance)
+                ids = _post_invoices(
+                    drafts, settings=settings, issued_on=today, now=now, alongside=lambda: _advance_billed_through(advance)
+                )
                 _apply_credit_after_issue([d.subscriber_id for d in drafts], now=now)
                 issued_this_pass += len(ids)
                 if keep_ids:
@@ -181,6 +207,32 @@ def models_q_billed_through(bound: date):
     from django.db.models import Q
 
     return Q(billed_through__isnull=True) | Q(billed_through__lte=bound)
+
+
+def _lock_candidates(*, after_id: int, bound: date, limit: int) -> list[tuple]:
+    """The next ``limit`` billable subscribers after ``after_id`` that may be due, locked
+    for the rest of the transaction (``SELECT … FOR UPDATE``; SQLite's IMMEDIATE
+    transaction already holds the only write lock): (id, activated_on, billed_through,
+    billing_mode, package_id) tuples in id order.
+
+    The ORM query ``Subscriber.objects.select_for_update().filter(status__in=
+    BILLABLE_STATUSES, id__gt=after_id).filter(models_q_billed_through(bound))
+    .order_by("id").values_list(...)[:limit]`` written out, without its per-row
+    converters.
+    """
+    qn = connection.ops.quote_name
+    col = {f.name: qn(f.column) for f in Subscriber._meta.concrete_fields}
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    sql = (
+        f"SELECT {col['id']}, {col['activated_on']}, {col['billed_through']}, {col['billing_mode']}, {col['package']} "
+        f"FROM {qn(Subscriber._meta.db_table)} "
+        f"WHERE {col['status']} IN ({', '.join(['%s'] * len(BILLABLE_STATUSES))}) AND {col['id']} > %s "
+        f"AND ({col['billed_through']} IS NULL OR {col['billed_through']} <= %s) "
+        f"ORDER BY {col['id']} LIMIT %s{lock}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*(str(s) for s in BILLABLE_STATUSES), after_id, bound, limit])
+        return cursor.fetchall()
 
 
 _NOT_DUE = object()
@@ -379,10 +431,17 @@ def _package_change_plan(sub: Subscriber, new: Package, effective_on: date, poli
     anchor = policy.anchor_day(activated_on=sub.activated_on, mode=BillingMode(sub.billing_mode) if sub.billing_mode else None)
     billed_through = sub.billed_through
     if billed_through is not None and effective_on <= billed_through:
+        voided = tuple(
+            Period(start, end)
+            for start, end in Invoice.objects.filter(
+                subscriber_id=sub.pk, kind=InvoiceKind.RECURRING, status=InvoiceStatus.VOID,
+                period_end__gte=effective_on, period_start__lte=billed_through,
+            ).values_list("period_start", "period_end")
+        )
         lines = package_change_lines(
             old_name=old.name, old_price=from_paisa(old.price_paisa), new_name=new.name,
             new_price=from_paisa(new.price_paisa), effective_on=effective_on, billed_through=billed_through,
-            anchor_day=anchor, rounding=policy.rounding,
+            anchor_day=anchor, rounding=policy.rounding, not_charged=voided,
         )
         return lines, (effective_on, billed_through), None
     # Days not yet billed before the change (postpaid) are billed now at the old price.
@@ -473,14 +532,18 @@ def apply_scheduled_package_changes(*, today: date, now: datetime) -> int:
     """Apply every scheduled package change whose day has come."""
     policy = current_policy()
     applied = 0
-    for change_id in list(
-        PackageChange.objects.filter(applied_at__isnull=True, effective_on__lte=today).values_list("id", flat=True)
+    for change_id, subscriber_id in list(
+        PackageChange.objects.filter(applied_at__isnull=True, effective_on__lte=today).values_list("id", "subscriber_id")
     ):
         with transaction.atomic():
-            change = PackageChange.objects.select_for_update().select_related("new_package").get(pk=change_id)
-            if change.applied_at is not None:
+            # Subscriber first, then the change: the order change_package() takes them in.
+            sub = ledger.lock_subscriber(subscriber_id)
+            change = (
+                PackageChange.objects.select_for_update(of=("self",)).select_related("new_package")
+                .filter(pk=change_id).first()
+            )
+            if change is None or change.applied_at is not None:  # replaced or applied meanwhile
                 continue
-            sub = ledger.lock_subscriber(change.subscriber_id)
             if sub.status == SubscriberStatus.DISABLED or sub.package_id == change.new_package_id:
                 change.applied_at = now
                 change.save(update_fields=["applied_at"])
@@ -501,13 +564,44 @@ def apply_scheduled_package_changes(*, today: date, now: datetime) -> int:
 _FORMAT_FIELDS = ("invoice_number_format", "credit_note_number_format")
 
 
+_NUMBER_MAX_LENGTH = 64  # Invoice.number and CreditNote.number
+
+
 def _check_number_format(fmt: str, field: str) -> None:
+    """Refuse a format that cannot be used, or that could give two documents one number.
+
+    Only ``{year}`` and ``{seq}`` with a plain format spec are allowed (no attribute or
+    index access, no nested fields, widths of at most two digits), so checking it never
+    builds a huge string. As :func:`reserve_numbers` restarts the sequence each year
+    when the format mentions ``{year``, the year must then really be in the number.
+    """
+
+    def refuse(problem: str) -> DomainError:
+        return DomainError(
+            f"{field}: {problem}; use {{year}} and {{seq}} (e.g. INV-{{year}}-{{seq:06d}})",
+            code="invalid_number_format", field=field, status=422,
+        )
+
     try:
-        sample = fmt.format(year=2026, seq=123)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise DomainError(f"{field}: {exc}; use {{year}} and {{seq}} (e.g. INV-{{year}}-{{seq:06d}})", code="invalid_number_format", field=field, status=422) from None
-    if "{seq" not in fmt or not sample.strip():
-        raise DomainError(f"{field} must contain {{seq}}", code="invalid_number_format", field=field, status=422)
+        fields = [(name, spec) for _, name, spec, _ in string.Formatter().parse(fmt) if name is not None]
+    except ValueError as exc:
+        raise refuse(str(exc)) from None
+    for name, spec in fields:
+        if name not in ("year", "seq"):
+            raise refuse(f"unknown field {{{name}}}")
+        if "{" in spec or any(len(digits) > 2 for digits in re.findall(r"[0-9]+", spec)):
+            raise refuse(f"unsupported format spec '{spec}'")
+    if "seq" not in {name for name, _ in fields}:
+        raise refuse("the format must contain {seq}")
+    try:
+        samples = {(year, seq): fmt.format(year=year, seq=seq) for year in (2026, 2027) for seq in (1, 2, 999_999_999)}
+    except (KeyError, IndexError, ValueError, TypeError) as exc:
+        raise refuse(str(exc)) from None
+    scoped = samples if "{year" in fmt else {k: v for k, v in samples.items() if k[0] == 2026}
+    if len(set(scoped.values())) != len(scoped):
+        raise refuse("different documents would get the same number")
+    if max(len(number) for number in samples.values()) > _NUMBER_MAX_LENGTH:
+        raise refuse(f"numbers would be longer than {_NUMBER_MAX_LENGTH} characters")
 
 
 def update_billing_settings(**changes) -> BillingSettings:

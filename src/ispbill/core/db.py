@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import weakref
 import zlib
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from django.db import connection, models
 
@@ -63,26 +64,24 @@ def _sqlite_values(rows: Sequence[tuple]) -> Sequence[tuple]:
     if not positions:
         return rows
     adapt = connection.ops.adapt_datetimefield_value
-    converted: dict[tuple[type, object], object] = {}
 
     def convert(v):
-        key = (type(v), v)
-        text = converted.get(key)
-        if text is None:
-            if isinstance(v, datetime):
-                text = adapt(v)
-            elif isinstance(v, date):
-                text = v.isoformat()
-            else:
-                return v
-            converted[key] = text
-        return text
+        if isinstance(v, datetime):
+            return adapt(v)
+        if isinstance(v, date):
+            return v.isoformat()
+        return v
 
+    converted: dict = {}  # a date never equals a datetime, so one dict serves both
     out = []
     for row in rows:
         row = list(row)
         for i in positions:
-            row[i] = convert(row[i])
+            v = row[i]
+            try:
+                row[i] = converted[v]
+            except KeyError:
+                row[i] = converted[v] = convert(v)
         out.append(row)
     return out
 
@@ -113,7 +112,7 @@ _BINARY_COPY_OIDS: dict[int, Callable[[object], bool]] = {
     1043: _is_str,  # varchar
     1082: _is_date,  # date
     1184: _is_aware,  # timestamp with time zone
-    1700: lambda v: isinstance(v, Decimal) or _is_int(v),  # numeric
+    1700: lambda v: isinstance(v, Decimal),  # numeric
 }
 # Catalog facts (column types, serial sequences) per open PostgreSQL connection: a new
 # connection, e.g. after migrations in another process, looks them up again.
@@ -170,6 +169,31 @@ def reserve_ids(model: type[models.Model], count: int) -> list[int]:
         cursor.execute(f"SELECT COALESCE(MAX({qn(pk)}), 0) FROM {qn(table)}")
         start = cursor.fetchone()[0] + 1
         return list(range(start, start + count))
+
+
+@contextmanager
+def overlapped() -> Iterator[None]:
+    """Let the PostgreSQL server run the statements issued inside while Python carries on.
+
+    The block runs in psycopg's pipeline mode: ``execute`` returns at once and the
+    statements run on the server in order, in the caller's transaction as usual; the
+    block's end waits for them and raises their errors. Meant for writes whose results
+    nobody reads: reading one inside waits for everything sent before it, and ``COPY``
+    (:func:`bulk_insert`) is not allowed inside. Elsewhere (SQLite) statements simply
+    run as they are issued.
+    """
+    if not is_postgres():
+        yield
+        return
+    from psycopg import Pipeline
+
+    if not Pipeline.is_supported():  # libpq older than 14: run them one by one
+        yield
+        return
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        with connection.connection.pipeline():
+            yield
 
 
 def id_chunks(ids: Sequence[int], *, reserve_params: int = 0) -> Iterable[Sequence[int]]:

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 
 from ispbill.billing.choices import InvoiceStatus
@@ -48,9 +48,9 @@ def recipient_for(subscriber: Subscriber, channel: str) -> str:
     return subscriber.phone if channel == Channel.SMS else subscriber.email
 
 
-def sms_release_at(now: datetime) -> datetime | None:
+def sms_release_at(now: datetime, *, dunning: DunningSettings | None = None) -> datetime | None:
     """When an SMS decided at ``now`` may go out (None: at once), honouring quiet hours."""
-    ds = DunningSettings.load()
+    ds = dunning or DunningSettings.load()
     return quiet_release(now.astimezone(isp_zone()), start=ds.quiet_hours_start, end=ds.quiet_hours_end)
 
 
@@ -64,14 +64,25 @@ def queue_message(
     key = dedupe_key or f"{trigger}:{uuid.uuid4().hex}"
     if Message.objects.filter(dedupe_key=key).exists():
         return None
-    with transaction.atomic():
-        msg = Message.objects.create(
-            subscriber=subscriber, invoice=invoice, payment=payment, kind=kind, step=step, channel=channel,
-            trigger=trigger, dedupe_key=key, recipient=recipient_for(subscriber, channel),
-            language=language_for(subscriber), requested_by=user, created_at=now,
-        )
-        release = sms_release_at(now) if channel == Channel.SMS else None
-        outbox.enqueue(topic=SEND_TOPIC, dedupe_key=f"message:{msg.pk}", payload={"message_id": msg.pk}, now=now, available_at=release)
+    try:
+        with transaction.atomic():
+            msg = _create_queued(
+                subscriber=subscriber, invoice=invoice, payment=payment, kind=kind, step=step, channel=channel,
+                trigger=trigger, dedupe_key=key, user=user, now=now,
+            )
+    except IntegrityError:
+        return None  # a concurrent writer queued the same key first
+    return msg
+
+
+def _create_queued(*, subscriber, invoice, payment, kind, step, channel, trigger, dedupe_key, user, now) -> Message:
+    msg = Message.objects.create(
+        subscriber=subscriber, invoice=invoice, payment=payment, kind=kind, step=step, channel=channel,
+        trigger=trigger, dedupe_key=dedupe_key, recipient=recipient_for(subscriber, channel),
+        language=language_for(subscriber), requested_by=user, created_at=now,
+    )
+    release = sms_release_at(now) if channel == Channel.SMS else None
+    outbox.enqueue(topic=SEND_TOPIC, dedupe_key=f"message:{msg.pk}", payload={"message_id": msg.pk}, now=now, available_at=release)
     return msg
 
 
@@ -121,15 +132,71 @@ def _date(d) -> str:
     return f"{d:%d %b %Y}" if d else ""
 
 
-def context_for(msg: Message, *, now: datetime) -> dict[str, str]:
+# (stamp, (BillingSettings, DunningSettings)): see current_settings().
+_settings_cache: tuple | None = None
+
+
+def _settings_stamp() -> tuple:
+    """Both settings rows' ``updated_at`` as stored (one plain query; None if a row is missing)."""
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT {qn('updated_at')} FROM {qn(BillingSettings._meta.db_table)} WHERE {qn('id')} = 1), "
+            f"(SELECT {qn('updated_at')} FROM {qn(DunningSettings._meta.db_table)} WHERE {qn('id')} = 1)"
+        )
+        return tuple(cursor.fetchone())
+
+
+def current_settings() -> tuple[BillingSettings, DunningSettings]:
+    """The billing and dunning settings as stored now, for rendering and quiet hours.
+
+    Every send needs both, and loading them through the ORM cost more than the rest of
+    rendering. They are kept in memory and re-read whenever either row's ``updated_at``
+    (set by every save) differs from the one they were read at, so a change is seen by
+    the very next send, as before. Callers must not modify the returned objects.
+    """
+    global _settings_cache
+    stamp = _settings_stamp()
+    cached = _settings_cache
+    if cached is not None and None not in stamp and cached[0] == stamp:
+        return cached[1]
+    rows = (BillingSettings.load(), DunningSettings.load())
+    # Stamped with the value read *before* loading: a save in between only causes one
+    # more reload on the next call, never a stale read.
+    _settings_cache = (stamp, rows) if None not in stamp else None
+    return rows
+
+
+def forget_settings() -> None:
+    global _settings_cache
+    _settings_cache = None
+
+
+def placeholders(tpl: texts.Text) -> frozenset[str]:
+    """The placeholder names a template's subject and body use."""
+    return frozenset(texts._FIELD.findall(tpl.subject)) | frozenset(texts._FIELD.findall(tpl.body))
+
+
+def context_for(
+    msg: Message, *, now: datetime, fields: frozenset[str] | None = None,
+    settings: tuple[BillingSettings, DunningSettings] | None = None,
+) -> dict[str, str]:
+    """Placeholder values for ``msg``. Given ``fields`` (what the template uses), values
+    nothing reads are left blank instead of computed: the balance and the payment link
+    cost queries, and a payment link is only created for a message that shows it."""
     sub = msg.subscriber
-    billing = BillingSettings.load()
-    dunning = DunningSettings.load()
-    balance = LedgerEntry.objects.filter(subscriber_id=sub.pk).aggregate(s=Sum("amount_paisa"))["s"] or 0
-    link = links.current_link(subscriber_id=sub.pk, now=now, valid_days=dunning.payment_link_days)
+    billing, dunning = settings or current_settings()
+    need_balance = fields is None or "balance" in fields or ("amount_due" in fields and not msg.invoice_id)
+    balance = ""
+    if need_balance:
+        owed = LedgerEntry.objects.filter(subscriber_id=sub.pk).aggregate(s=Sum("amount_paisa"))["s"] or 0
+        balance = format_amount(max(owed, 0))
+    link = ""
+    if fields is None or "payment_link" in fields:
+        link = links.url_for(links.current_link(subscriber_id=sub.pk, now=now, valid_days=dunning.payment_link_days))
     ctx = {
-        "name": sub.name, "isp_name": billing.isp_name, "hotline": billing.hotline, "payment_link": links.url_for(link),
-        "balance": format_amount(max(balance, 0)), "amount_due": format_amount(max(balance, 0)),
+        "name": sub.name, "isp_name": billing.isp_name, "hotline": billing.hotline, "payment_link": link,
+        "balance": balance, "amount_due": balance,
         "due_date": "", "suspension_date": "", "invoice_number": "", "amount_paid": "",
     }
     if msg.invoice_id:
@@ -144,10 +211,12 @@ def context_for(msg: Message, *, now: datetime) -> dict[str, str]:
     return ctx
 
 
-def render_message(msg: Message, *, now: datetime) -> tuple[str, str, str]:
+def render_message(
+    msg: Message, *, now: datetime, settings: tuple[BillingSettings, DunningSettings] | None = None,
+) -> tuple[str, str, str]:
     """(subject, text, html) for the message in its language."""
     tpl = _template(msg.kind, msg.language or language_for(msg.subscriber), msg.channel)
-    ctx = context_for(msg, now=now)
+    ctx = context_for(msg, now=now, fields=placeholders(tpl), settings=settings)
     text = texts.render(tpl.body, ctx)
     subject = texts.render(tpl.subject, ctx)
     return subject, text, texts.to_html(text) if msg.channel == Channel.EMAIL else ""
@@ -185,7 +254,7 @@ def send_message(item, attempt) -> None:
         # PostgreSQL refuses FOR UPDATE on the nullable side of an outer join.
         msg = (
             Message.objects.select_for_update(of=("self",))
-            .select_related("subscriber", "invoice", "payment")
+            .select_related("subscriber", "invoice")  # the payment (receipts only) loads when rendered
             .get(pk=message_id)
         )
         if msg.status in (MessageStatus.SENT, MessageStatus.CANCELLED, MessageStatus.DEAD, MessageStatus.UNCERTAIN):
@@ -203,11 +272,12 @@ def send_message(item, attempt) -> None:
             msg.error = reason
             msg.save(update_fields=["status", "error"])
             return
+        settings = current_settings()
         if msg.channel == Channel.SMS:
-            release = sms_release_at(now)
+            release = sms_release_at(now, dunning=settings[1])
             if release is not None:
                 raise outbox.RetryLater("quiet hours", after_seconds=max(1, int((release - now).total_seconds())), count_attempt=False)
-        subject, text, html = render_message(msg, now=now)
+        subject, text, html = render_message(msg, now=now, settings=settings)
         msg.subject, msg.body, msg.recipient = subject[:200], text, recipient_for(msg.subscriber, msg.channel)
         if msg.channel == Channel.SMS:
             cost = sms_cost(text)
@@ -225,17 +295,19 @@ def send_message(item, attempt) -> None:
                 to=prepared.recipient, subject=prepared.subject, text=prepared.text, html=prepared.html, reference=reference
             )
     except PermanentSendError as exc:
-        Message.objects.filter(pk=msg.pk).update(status=MessageStatus.DEAD, error=str(exc)[:2000])
+        Message.objects.filter(pk=msg.pk, status=MessageStatus.SENDING).update(status=MessageStatus.DEAD, error=str(exc)[:2000])
         raise outbox.PermanentFailure(str(exc)) from None
     except (TemporarySendError, Exception) as exc:
         # The provider did not take it (or we cannot tell after a timeout): back to
         # queued so the outbox retries; if attempts run out the outbox marks it dead.
         dead = item.attempts >= item.max_attempts
-        Message.objects.filter(pk=msg.pk).update(
+        Message.objects.filter(pk=msg.pk, status=MessageStatus.SENDING).update(
             status=MessageStatus.DEAD if dead else MessageStatus.QUEUED, error=f"{type(exc).__name__}: {exc}"[:2000]
         )
         raise
-    Message.objects.filter(pk=msg.pk).update(
+    # Guarded on "sending": if the lease ran out and another worker has since marked the
+    # message uncertain, the provider's late answer is still recorded as sent.
+    Message.objects.filter(pk=msg.pk, status__in=(MessageStatus.SENDING, MessageStatus.UNCERTAIN)).update(
         status=MessageStatus.SENT, sent_at=now, provider_reference=result.provider_reference[:200], error=""
     )
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import re
@@ -35,8 +36,8 @@ import signal
 import ssl
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -330,7 +331,8 @@ class _Table:
 
     def insert(self, values: Mapping[str, str]) -> str:
         ident = self.new_id()
-        row = {".id": ident, **values}
+        # Columns in the menu's order, as RouterOS prints them.
+        row = {".id": ident, **{k: values[k] for k in self.fields if k in values}, **values}
         self.rows[ident] = row
         if self.named:
             self.by_name[row["name"]] = ident
@@ -367,6 +369,15 @@ class _Table:
             self.rows[row[".id"]] = row
             if self.named:
                 self.by_name[row["name"]] = row[".id"]
+
+
+@contextlib.contextmanager
+def _as_value_error() -> Iterator[None]:
+    """Test helpers report what the router would have trapped as ValueError."""
+    try:
+        yield
+    except _Trap as exc:
+        raise ValueError(exc.message) from None
 
 
 def _now() -> float:
@@ -432,9 +443,10 @@ class _Connection:
         self.writer = writer
         self.logged_in = False
         self.challenge: bytes | None = None
-        self.queue: list[_Command] = []
+        self.queue: deque[_Command] = deque()
         self.wakeup = asyncio.Event()
         self.processor: asyncio.Task | None = None
+        self.eof = False  # the client will send nothing more
         self.closed = False
 
     def kill(self) -> None:
@@ -623,12 +635,12 @@ class RouterOSSimulator:
         if comment:
             values["comment"] = comment
         values.update({k.replace("_", "-"): v for k, v in extra.items()})
-        with self._lock:
+        with self._lock, _as_value_error():
             return self._add_secret(values)
 
     def add_secrets(self, names: Iterable[str], *, profile: str = "default", service: str = "pppoe") -> None:
         """Create many secrets at once (benchmarks)."""
-        with self._lock:
+        with self._lock, _as_value_error():
             for name in names:
                 self._add_secret({"name": name, "password": "", "profile": profile, "service": service})
 
@@ -656,7 +668,7 @@ class RouterOSSimulator:
             values["comment"] = comment
         if timeout:
             values["timeout"] = timeout
-        with self._lock:
+        with self._lock, _as_value_error():
             return self._add_list_entry(values)
 
     def add_profile(self, name: str) -> str:
@@ -854,6 +866,8 @@ class RouterOSSimulator:
                         self._cancel_queued(conn, words)
                     conn.queue.append(_Command(arrival, words, tag))
                 conn.wakeup.set()
+            conn.eof = True
+            conn.wakeup.set()
             await conn.processor
         except (ConnectionError, asyncio.CancelledError, ssl.SSLError):
             pass
@@ -873,10 +887,12 @@ class RouterOSSimulator:
         try:
             while not conn.closed:
                 if not conn.queue:
+                    if conn.eof:
+                        return
                     conn.wakeup.clear()
                     await conn.wakeup.wait()
                     continue
-                cmd = conn.queue.pop(0)
+                cmd = conn.queue.popleft()
                 delay = cmd.arrival + self.latency - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -956,6 +972,8 @@ class RouterOSSimulator:
                     replies = trap(exc.message, exc.category)
                 except QueryError as exc:
                     replies = trap(f"invalid query: {exc}", 1)
+                except Exception as exc:  # a simulator bug: show it to the client, keep serving
+                    replies = trap(f"failure: simulator error: {exc!r}", 4)
                 else:
                     replies = [["!re", *tagged, *(f"={k}={v}" for k, v in row.items())] for row in rows]
                     if not rows and self.emit_empty and command.endswith(("/print", "/getall")):

@@ -13,7 +13,7 @@ from ispbill.subscribers.choices import BillingModeChoice, SubscriberStatus
 from ispbill.subscribers.models import Subscriber
 
 # Text columns that are NOT NULL: a null from a client clears them to "".
-_TEXT_FIELDS = ("name", "email", "address", "area", "notes", "billing_mode")
+_TEXT_FIELDS = ("name", "email", "address", "area", "notes", "billing_mode", "language")
 
 
 def _clean(data: dict) -> dict:
@@ -43,6 +43,8 @@ def _clean(data: dict) -> dict:
             raise DomainError("unknown package", code="unknown_package", field="package", status=422)
     if out.get("billing_mode") not in (None, "", *BillingModeChoice.values):
         raise DomainError("billing_mode must be calendar or anniversary", code="invalid_billing_mode", field="billing_mode", status=422)
+    if out.get("language") not in (None, "", "bn", "en"):
+        raise DomainError("language must be bn or en", code="invalid_language", field="language", status=422)
     if "status" in out and out["status"] not in SubscriberStatus.values:
         raise DomainError("status must be active, suspended or disabled", code="invalid_status", field="status", status=422)
     if out.get("grace_days_override") is not None and not 0 <= out["grace_days_override"] <= 60:

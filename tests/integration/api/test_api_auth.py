@@ -10,7 +10,7 @@ from django.test import Client
 from ispbill.api.models import ApiToken
 from ispbill.api.tokens import issue_token
 
-from .conftest import JsonClient, assert_error, row_counts
+from .api_support import JsonClient, assert_error, row_counts
 
 pytestmark = pytest.mark.django_db
 
@@ -130,6 +130,6 @@ def test_json_that_is_not_an_object_is_refused(api, raw):
     assert row_counts() == before
 
 
-def test_unknown_path_is_a_json_404(api):
+def test_unknown_path_is_a_404(api):
     response = api.get("/nothing-here")
     assert response.status_code == 404

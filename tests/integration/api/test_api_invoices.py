@@ -11,7 +11,7 @@ from ispbill.billing import ledger
 from ispbill.payments.services import record_payment
 
 from ..billing.billing_support import at, bill, configure, make_package, make_subscriber
-from .conftest import assert_error, row_counts
+from .api_support import assert_error, row_counts
 
 pytestmark = pytest.mark.django_db
 

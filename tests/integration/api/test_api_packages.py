@@ -6,7 +6,7 @@ import pytest
 
 from ispbill.plans.models import Package
 
-from .conftest import assert_error, row_counts
+from .api_support import assert_error, row_counts
 
 pytestmark = pytest.mark.django_db
 

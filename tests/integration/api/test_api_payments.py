@@ -10,7 +10,7 @@ from ispbill.billing import ledger
 from ispbill.payments.models import Payment
 
 from ..billing.billing_support import bill, make_package, make_subscriber
-from .conftest import assert_error, row_counts
+from .api_support import assert_error, row_counts
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from ispbill.plans.services import create_package
 from ispbill.subscribers.models import Subscriber
 
 from ..billing.billing_support import at
-from .conftest import assert_error, row_counts
+from .api_support import assert_error, row_counts
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +63,7 @@ def test_create_get_list_and_patch_a_subscriber(api, basic):
         "id": sid, "name": "Rahim Uddin", "phone": "+8801712345678", "email": "rahim@example.com",
         "address": "House 5, Road 3", "area": "Mirpur", "pppoe_username": "rahim", "package": basic.pk,
         "status": "active", "activated_on": "2026-11-25",  # today in Dhaka by the fixed clock
-        "billing_mode": "", "grace_days_override": None, "never_suspend": False, "notes": "",
+        "billing_mode": "", "grace_days_override": None, "never_suspend": False, "language": "", "notes": "",
         "billed_through": None, "balance": "0.00",
     }
     assert api.get(f"/subscribers/{sid}").json() == created

@@ -11,7 +11,7 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from ispbill.billing import ledger
 from ispbill.billing.models import Invoice, NumberSequence
@@ -165,3 +165,36 @@ def test_billing_run_racing_overpayments_keeps_the_ledger_straight():
         assert [(i.amount_due_paisa, i.status) for i in invoices_of(sub)] == [(0, "paid"), (50000, "partially_paid")]
         assert ledger.unapplied_credit(sub.pk) == 0
         assert ledger.balance(sub.pk) == 50000
+
+
+def test_a_payment_does_not_wait_for_another_subscriber_on_the_same_package():
+    """Locking a subscriber must not lock the package row they share with everyone else."""
+    home = make_package("Home 10M", "1000.00")
+    busy, other = make_subscriber(home, date(2026, 11, 1)), make_subscriber(home, date(2026, 11, 1))
+    bill(date(2026, 11, 1))
+    holding, done = threading.Event(), threading.Event()
+
+    def hold_busy_subscriber():
+        with transaction.atomic():
+            ledger.lock_subscriber(busy.pk)
+            holding.set()
+            done.wait(timeout=10)
+
+    def pay_other():
+        assert holding.wait(timeout=10)
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = '2s'")
+                return record_payment(
+                    subscriber_id=other.pk, amount=Decimal("100.00"), method="cash", received_at=at(NOV_24)
+                )
+        finally:
+            done.set()
+
+    held, paid = run_together(hold_busy_subscriber, pay_other)
+
+    assert held is None, repr(held)
+    assert not isinstance(paid, BaseException), repr(paid)
+    assert paid[1] is True
+    assert invoices_of(other)[0].amount_due_paisa == 90000

@@ -296,10 +296,10 @@ def test_billing_job_takes_the_date_from_dhaka_local_time(home):
     after = at(date(2026, 11, 24), 0, 30)  # 18:30 UTC, 23 Nov
     assert (before.day, before.hour, after.day, after.hour) == (23, 17, 23, 18)
 
-    assert "issued 0 invoices" in jobs.billing_run(before)
+    assert jobs.billing_run(before).startswith("2026-11-23")  # the job's date is Dhaka's
     assert invoices_of(sub) == []
 
-    assert "2026-11-24: issued 1 invoices" in jobs.billing_run(after)
+    assert jobs.billing_run(after).startswith("2026-11-24")
     (inv,) = invoices_of(sub)
     assert inv.issued_on == date(2026, 11, 24)
     assert inv.issued_at == after

@@ -152,3 +152,32 @@ def test_dunning_settings_validation_and_a_changed_ladder_is_used_by_the_next_ru
     assert run_dunning(now=at(date(2026, 11, 26), 10)).queued == 0  # -5 is no longer a step
     assert run_dunning(now=at(date(2026, 11, 28), 10)).queued == 1  # -3, SMS only
     assert list(Message.objects.filter(subscriber=a).values_list("kind", "step", "channel")) == [("reminder", "-3", "sms")]
+
+
+def test_settings_changed_between_sends_reach_the_very_next_send(api, channel, package, fixed_clock):
+    """The sender keeps the settings in memory between sends; a change must still be
+    used by the next message (ISP name in the text, quiet hours for the hold)."""
+    a = make_subscriber(package)
+    run_billing(today=ISSUED_ON, now=at(ISSUED_ON))
+    fixed_clock.set(at(date(2026, 11, 26), 10))
+    run_dunning(now=fixed_clock.now())
+    assert outbox.drain(now=fixed_clock.now()).done == 1
+    assert channel.sms[-1].text.endswith("- ispbill demo ISP")
+
+    assert api.patch("/settings", {"isp_name": "Dhaka Net"}).status_code == 200
+    invoice = invoice_of(a)
+    assert api.post(f"/invoices/{invoice.pk}/remind", {"kind": "due_today"}).status_code == 202
+    assert outbox.drain(now=fixed_clock.now()).done == 1
+    assert channel.sms[-1].text.endswith("- Dhaka Net")
+
+    # Queued outside quiet hours; quiet hours then changed to cover 10:00: held, not sent.
+    assert api.post(f"/invoices/{invoice.pk}/remind", {"kind": "due_today"}).status_code == 202
+    response = api.patch("/settings/dunning", {"quiet_hours_start": "09:30", "quiet_hours_end": "12:00"})
+    assert response.status_code == 200
+    result = outbox.drain(now=fixed_clock.now())
+    assert (result.done, result.retried) == (0, 1)
+    assert len(channel.sms) == 2
+    held = Message.objects.filter(subscriber=a, status="queued").get()
+    assert outbox.drain(now=at(date(2026, 11, 26), 12)).done == 1
+    held.refresh_from_db()
+    assert held.status == "sent" and len(channel.sms) == 3

@@ -244,6 +244,25 @@ def test_retry_later_after_seconds_is_respected(recording_handler):
     assert [c.attempt.number for c in sms.calls] == [1, 2]
 
 
+@pytest.mark.django_db
+def test_a_deliberate_hold_does_not_count_against_max_attempts(recording_handler):
+    hold = outbox.RetryLater("quiet hours", after_seconds=3600, count_attempt=False)
+    sms = recording_handler("test.sms", outcomes=[hold, hold, hold, None])
+    item = put("test.sms", "k1", max_attempts=1)
+
+    at = NOW
+    for _ in range(3):
+        assert outbox.dispatch(now=at, worker_id="w1").retried == 1
+        row = reload(item)
+        assert (row.state, row.attempts) == (OutboxState.PENDING, 0)
+        assert row.next_attempt_at == at + timedelta(seconds=3600)
+        at = row.next_attempt_at
+
+    assert outbox.dispatch(now=at, worker_id="w1").done == 1
+    assert reload(item).state == OutboxState.DONE
+    assert [c.attempt.number for c in sms.calls] == [1, 1, 1, 1]
+
+
 # -- crashed workers --------------------------------------------------------------------
 
 @pytest.mark.django_db
