@@ -152,34 +152,45 @@ def cmd_serve(args) -> int:
     """Run ``web`` and ``worker`` as children; if either stops, stop both."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ispbill.settings")
     me = [sys.executable, "-m", "ispbill.cli"]
-    children = [
-        subprocess.Popen(me + ["web", "--host", args.host, "--port", str(args.port)]),
-        subprocess.Popen(me + ["worker"]),
-    ]
-    print(f"ispbill serving on http://{args.host}:{args.port}/ (worker running); Ctrl-C to stop", flush=True)
-    stopping = False
+    children: list[subprocess.Popen] = []
+    stopping_since: float | None = None
 
     def stop(*_):
-        nonlocal stopping
-        stopping = True
+        nonlocal stopping_since
+        if stopping_since is None:
+            stopping_since = time.monotonic()
         for child in children:
             if child.poll() is None:
                 child.terminate()
 
+    # Handlers first, so a signal that arrives while the children start still stops them.
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    children.append(subprocess.Popen(me + ["web", "--host", args.host, "--port", str(args.port)]))
+    children.append(subprocess.Popen(me + ["worker"]))
+    if stopping_since is not None:
+        stop()
+    print(f"ispbill serving on http://{args.host}:{args.port}/ (worker running); Ctrl-C to stop", flush=True)
     code = 0
     while True:
         for child in children:
-            if child.poll() is not None and not stopping:
+            if child.poll() is not None and stopping_since is None:
                 print(f"ispbill: a child process exited with {child.returncode}; stopping", file=sys.stderr)
                 # a child killed by a signal has a negative returncode; report plain failure
                 code = child.returncode if child.returncode > 0 else 1
                 stop()
         if all(c.poll() is not None for c in children):
             break
+        if stopping_since is not None and time.monotonic() - stopping_since > SERVE_STOP_TIMEOUT:
+            for child in children:
+                if child.poll() is None:
+                    print(f"ispbill: child {child.pid} ignored SIGTERM for {SERVE_STOP_TIMEOUT}s; killing it", file=sys.stderr)
+                    child.kill()
         time.sleep(0.2)
     return code
+
+
+SERVE_STOP_TIMEOUT = 30
 
 
 def build_parser() -> argparse.ArgumentParser:

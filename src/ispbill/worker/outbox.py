@@ -15,6 +15,8 @@ import logging
 import os
 import random
 import socket
+import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -75,7 +77,9 @@ def unregister(topic: str) -> None:
 
 
 def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Unique per thread: web threads dispatching after a commit and the worker loop in
+    one process must not pass for each other when outcomes are recorded."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
 def enqueue(
@@ -151,6 +155,13 @@ def perform(item: OutboxItem, *, reclaimed: bool, now: datetime, worker_id: str)
     """Run one claimed item's handler and record the outcome; returns the new state, or
     :data:`STALE` when the row was reclaimed by another worker before the outcome could
     be recorded (that worker's outcome stands)."""
+    if reclaimed and item.attempts > item.max_attempts:
+        # Every allowed attempt was started and none recorded an outcome: the item
+        # itself may be what stops its workers (a crash, a hang past the lease), so it
+        # is not run again.
+        message = f"gave up after {item.attempts - 1} attempts: the last one stopped without recording an outcome"
+        log.warning("outbox %s %s dead: %s", item.topic, item.dedupe_key, message)
+        return _record(item, worker_id, dict(state=OutboxState.DEAD, last_error=message, finished_at=now))
     fn = _HANDLERS.get(item.topic)
     try:
         if fn is None:
@@ -171,12 +182,17 @@ def perform(item: OutboxItem, *, reclaimed: bool, now: datetime, worker_id: str)
                 finished_at=now,
             )
         else:
-            delay = exc.after_seconds if isinstance(exc, RetryLater) and exc.after_seconds else backoff_seconds(item.attempts)
+            delay = exc.after_seconds if isinstance(exc, RetryLater) and exc.after_seconds is not None else backoff_seconds(item.attempts)
+            delay = max(1, delay)
             fields = dict(state=OutboxState.PENDING, last_error=message[:2000], next_attempt_at=now + timedelta(seconds=delay))
             if hold:
                 fields["attempts"] = item.attempts - 1
     else:
         fields = dict(state=OutboxState.DONE, last_error="", finished_at=now)
+    return _record(item, worker_id, fields)
+
+
+def _record(item: OutboxItem, worker_id: str, fields: dict) -> str:
     if not _finish(item, worker_id, **fields):
         log.warning(
             "outbox %s %s: attempt %d outcome (%s) discarded; the lease expired and the row was reclaimed",
@@ -192,6 +208,7 @@ class DispatchResult:
     retried: int = 0
     dead: int = 0
     stale: int = 0  # outcomes discarded because another worker reclaimed the row
+    expired: int = 0  # claimed rows left unperformed because the batch outlived its lease
     claimed: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -211,7 +228,14 @@ def dispatch(*, now: datetime, worker_id: str | None = None, limit: int = 100, i
     """Claim and perform one batch of ready items."""
     worker_id = worker_id or default_worker_id()
     result = DispatchResult()
+    started = time.monotonic()
+    lease = settings.ISPBILL_OUTBOX_LEASE_SECONDS
     for item, reclaimed in claim(now=now, worker_id=worker_id, limit=limit, ids=ids, topics=topics):
+        # A slow batch must not outlive its lease: once most of it has been spent, the
+        # rest may soon belong to another worker, so they are left for whoever holds them.
+        if time.monotonic() - started > lease * 0.8:
+            result.expired += 1
+            continue
         result.add(perform(item, reclaimed=reclaimed, now=now, worker_id=worker_id))
     return result
 

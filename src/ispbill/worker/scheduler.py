@@ -21,6 +21,8 @@ from ispbill.worker.models import JobRun, LeaderLease
 
 log = logging.getLogger("ispbill.scheduler")
 
+FAILED_JOB_PAUSE = timedelta(minutes=5)
+
 JOB_MODULES = ["ispbill.billing.jobs", "ispbill.dunning.jobs", "ispbill.notifications.jobs"]
 
 
@@ -106,10 +108,13 @@ def run_job(j: Job, now: datetime) -> JobOutcome:
 
 def run_due_jobs(now: datetime, *, force: bool = False) -> list[JobOutcome]:
     """Run every job that is due as of ``now`` (all of them when ``force``)."""
-    last = dict(JobRun.objects.values_list("name", "last_as_of"))
+    runs = {r.name: r for r in JobRun.objects.all()}
     outcomes = []
     for j in jobs():
-        if force or j.schedule.is_due(last.get(j.name), now):
+        run = runs.get(j.name)
+        if not force and run is not None and run.last_error and run.last_started_at and now - run.last_started_at < FAILED_JOB_PAUSE:
+            continue  # a failing job is retried every few minutes, not on every loop
+        if force or j.schedule.is_due(run.last_as_of if run else None, now):
             outcomes.append(run_job(j, now))
     return outcomes
 

@@ -291,6 +291,25 @@ def test_row_of_a_dead_worker_is_reclaimed_after_its_lease(recording_handler):
 
 
 @pytest.mark.django_db
+def test_an_item_whose_every_attempt_killed_its_worker_is_dead_without_another_run(recording_handler):
+    sms = recording_handler("test.sms")
+    item = put("test.sms", "poison", max_attempts=2)
+    # two workers in turn claim it and die before recording anything
+    outbox.claim(now=NOW, worker_id="crashed-1")
+    outbox.claim(now=NOW + LEASE + timedelta(seconds=1), worker_id="crashed-2")
+
+    later = NOW + 2 * LEASE + timedelta(seconds=2)
+    result = outbox.dispatch(now=later, worker_id="w3")
+
+    assert (result.claimed, result.dead) == (1, 1)
+    assert sms.calls == []
+    row = reload(item)
+    assert row.state == OutboxState.DEAD
+    assert row.last_error == "gave up after 2 attempts: the last one stopped without recording an outcome"
+    assert row.finished_at == later
+
+
+@pytest.mark.django_db
 def test_stale_worker_cannot_overwrite_the_outcome_after_reclaim(recording_handler):
     sms = recording_handler("test.sms", outcomes=[None, ConnectionError("late failure")])
     item = put("test.sms", "k1")

@@ -170,13 +170,16 @@ def test_failing_job_records_its_error_and_the_others_still_run(register_job):
     ok = JobRun.objects.get(name="test.after")
     assert (ok.runs, ok.last_as_of, ok.last_error) == (1, t0, "")
 
-    # a failed job stays due and is tried again; once it succeeds its error is cleared
-    t1 = t0 + timedelta(seconds=5)
+    # a failed job stays due but rests for FAILED_JOB_PAUSE instead of failing on every loop
     broken.error = None
-    assert only_test_jobs(scheduler.run_due_jobs(t1)) == [("test.broken", True, "ok")]
+    assert only_test_jobs(scheduler.run_due_jobs(t0 + timedelta(seconds=5))) == []
+    assert len(broken.ran) == 1
+    # after the pause it is tried again; once it succeeds its error is cleared
+    t1 = t0 + scheduler.FAILED_JOB_PAUSE + timedelta(seconds=1)
+    assert only_test_jobs(scheduler.run_due_jobs(t1)) == [("test.broken", True, "ok"), ("test.after", True, "fine")]
     fixed = JobRun.objects.get(name="test.broken")
     assert (fixed.runs, fixed.last_as_of, fixed.last_error) == (1, t1, "")
-    assert len(broken.ran) == 2 and len(after.ran) == 1
+    assert len(broken.ran) == 2 and len(after.ran) == 2
 
 
 @pytest.mark.django_db
