@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "ispbill.dunning",
     "ispbill.notifications",
     "ispbill.portal",
+    "ispbill.network",
     "ispbill.api",
 ]
 

@@ -53,7 +53,9 @@ def get_subscriber(request, subscriber_id: int):
 @router.patch("/{subscriber_id}", response={200: SubscriberOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})
 def update_subscriber(request, subscriber_id: int, payload: SubscriberPatch):
     get_object_or_404(Subscriber, pk=subscriber_id)
-    services.update_subscriber(subscriber_id=subscriber_id, today=local_date(clock.now()), **payload.dict(exclude_unset=True))
+    services.update_subscriber(
+        subscriber_id=subscriber_id, today=local_date(clock.now()), user=request.user, **payload.dict(exclude_unset=True)
+    )
     return out(_get(subscriber_id))
 
 

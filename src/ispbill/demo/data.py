@@ -434,7 +434,7 @@ class _Simulation:
         method, reference = self._method(member)
         record_payment(
             subscriber_id=member.subscriber_id, amount=amount, method=method, reference=reference, notes=notes,
-            received_at=self.current, user=self.staff,
+            received_at=self.current, user=self.staff, notify=False,
         )
 
     def _owed_through(self, member: _Member, invoice_id: int) -> int:

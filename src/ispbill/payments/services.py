@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 
 from ispbill.billing import ledger
 from ispbill.billing.choices import EntryKind
+from ispbill.core import clock
 from ispbill.core.errors import Conflict, DomainError, NotFound
 from ispbill.core.money import to_paisa
 from ispbill.payments.choices import PaymentMethod
@@ -28,11 +29,15 @@ def record_payment(
     idempotency_key: str | None = None,
     gateway: str = "",
     transaction_id: str | None = None,
+    notify: bool = True,
 ) -> tuple[Payment, bool]:
     """Record a payment and allocate it; returns ``(payment, created)``.
 
     The same ``idempotency_key`` (or the same gateway transaction id) returns the
-    payment already recorded instead of crediting twice.
+    payment already recorded instead of crediting twice. In the same transaction: a
+    receipt is queued (SMS and email; ``notify=False`` for imports of old payments), and
+    a subscriber suspended for non-payment is restored once nothing overdue remains —
+    the router is told as soon as the transaction commits.
     """
     if amount <= 0:
         raise DomainError("amount must be greater than zero", code="invalid_amount", field="amount", status=422)
@@ -60,6 +65,7 @@ def record_payment(
                 subscriber_id=subscriber_id, amount_paisa=paisa, kind=EntryKind.PAYMENT, now=received_at,
                 payment_id=payment.pk,
             )
+            _after_payment(payment, notify=notify)
             return payment, True
     except IntegrityError:
         # A concurrent request with the same key won the race: answer with its payment.
@@ -68,6 +74,21 @@ def record_payment(
             raise
         _check_same(existing, subscriber_id=subscriber_id, amount_paisa=paisa)
         return existing, False
+
+
+def _after_payment(payment: Payment, *, notify: bool) -> None:
+    from ispbill.network.services import restore_if_settled
+    from ispbill.notifications.services import queue_message
+
+    now = clock.now()
+    if notify:
+        sub = payment.subscriber
+        for channel in ("sms", "email"):
+            queue_message(
+                subscriber=sub, kind="receipt", channel=channel, now=now, payment=payment,
+                dedupe_key=f"receipt:{payment.pk}:{channel}",
+            )
+    restore_if_settled(subscriber_id=payment.subscriber_id, now=now)
 
 
 def _existing(*, idempotency_key, gateway, transaction_id) -> Payment | None:

@@ -15,6 +15,7 @@ class Subscriber(models.Model):
     area = models.CharField(max_length=100, blank=True, db_index=True)
     pppoe_username = models.CharField(max_length=64, unique=True)
     package = models.ForeignKey("plans.Package", on_delete=models.PROTECT, related_name="subscribers")
+    router = models.ForeignKey("network.Router", on_delete=models.PROTECT, null=True, blank=True, related_name="subscribers")
     status = models.CharField(max_length=16, choices=SubscriberStatus.choices, default=SubscriberStatus.ACTIVE)
     activated_on = models.DateField()
     billing_mode = models.CharField(

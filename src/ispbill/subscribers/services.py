@@ -81,11 +81,12 @@ def create_subscriber(*, today: date, **data) -> Subscriber:
     return _save(Subscriber(**{k: v for k, v in data.items() if v is not None or k == "grace_days_override"}))
 
 
-def update_subscriber(*, subscriber_id: int, today: date, **changes) -> Subscriber:
+def update_subscriber(*, subscriber_id: int, today: date, user=None, **changes) -> Subscriber:
     """Edit a subscriber's details. Package changes go through ``billing.services.change_package``.
 
-    Re-enabling a disabled subscriber bills them from ``today``, not for the months
-    they were disabled.
+    A status change also changes what the router enforces (see
+    ``network.services.set_subscriber_status``). Re-enabling a disabled subscriber bills
+    them from ``today``, not for the months they were disabled.
     """
     if "package_id" in changes:
         raise DomainError("use change-package to move a subscriber to another package", code="use_change_package", field="package", status=422)
@@ -97,11 +98,18 @@ def update_subscriber(*, subscriber_id: int, today: date, **changes) -> Subscrib
         if "pppoe_username" in changes and changes["pppoe_username"] != sub.pppoe_username:
             if Subscriber.objects.filter(pppoe_username=changes["pppoe_username"]).exclude(pk=sub.pk).exists():
                 raise Conflict(f"PPPoE username '{changes['pppoe_username']}' is already taken", code="duplicate_username")
-        was_disabled = sub.status == SubscriberStatus.DISABLED
+        new_status = changes.pop("status", sub.status)
         for field, value in changes.items():
             setattr(sub, field, value)
-        if was_disabled and sub.status != SubscriberStatus.DISABLED:
+        if sub.status == SubscriberStatus.DISABLED and new_status != SubscriberStatus.DISABLED:
             yesterday = today - timedelta(days=1)
             if sub.billed_through is None or sub.billed_through < yesterday:
                 sub.billed_through = max(yesterday, sub.activated_on - timedelta(days=1))
-        return _save(sub)
+        _save(sub)
+        if new_status != sub.status:
+            from ispbill.core import clock
+            from ispbill.network.services import set_subscriber_status
+
+            set_subscriber_status(subscriber_id=sub.pk, status=new_status, now=clock.now(), user=user)
+            sub.refresh_from_db()
+        return sub

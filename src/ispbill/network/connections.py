@@ -1,0 +1,60 @@
+"""One driver per router per process, rebuilt when the router's record changes."""
+
+from __future__ import annotations
+
+import threading
+
+from ispbill.network.choices import EnforcementMethod
+from ispbill.network.drivers.base import Driver
+from ispbill.network.models import Router
+
+_lock = threading.Lock()
+_drivers: dict[int, tuple[object, Driver]] = {}
+_factories: dict[str, object] = {}
+
+
+def register_method(method: str, factory) -> None:
+    """``factory(router) -> Driver`` for an enforcement method (tests may install fakes)."""
+    _factories[method] = factory
+
+
+def _routeros(router: Router) -> Driver:
+    from ispbill.network.drivers.routeros import RouterOSDriver
+
+    return RouterOSDriver(
+        router.host, router.port, router.username, router.password, use_tls=router.use_tls,
+        tls_verify=router.tls_verify, suspended_profile=router.suspended_profile,
+        address_list=router.suspended_address_list, timeout=10.0,
+    )
+
+
+register_method(EnforcementMethod.ROUTEROS, _routeros)
+
+
+def driver_for(router: Router) -> Driver:
+    version = (router.updated_at, router.method)
+    with _lock:
+        cached = _drivers.get(router.pk)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        if cached is not None:
+            try:
+                cached[1].close()
+            except Exception:
+                pass
+        factory = _factories.get(router.method)
+        if factory is None:
+            raise RuntimeError(f"no driver for enforcement method '{router.method}'")
+        driver = factory(router)
+        _drivers[router.pk] = (version, driver)
+        return driver
+
+
+def forget_drivers() -> None:
+    with _lock:
+        for _, driver in _drivers.values():
+            try:
+                driver.close()
+            except Exception:
+                pass
+        _drivers.clear()
