@@ -326,7 +326,7 @@ def main() -> int:
         how = ("VmHWM reset via /proc/self/clear_refs before the run" if hwm_reset
                else "VmHWM not resettable: peak since process start")
         print(f"RSS during run: {rss_before_kb / 1024:.1f} MB before -> {hwm_after_kb / 1024:.1f} MB peak, "
-              f"+{(hwm_after_kb - rss_before_kb) / 1024:.1f} MB  (/proc/self/status VmRSS before, VmHWM after; {how})")
+              f"{(hwm_after_kb - rss_before_kb) / 1024:+.1f} MB  (/proc/self/status VmRSS before, VmHWM after; {how})")
 
     t0 = time.perf_counter()
     again = run_billing(**kwargs)

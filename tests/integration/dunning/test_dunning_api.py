@@ -51,12 +51,13 @@ def invoice_of(sub) -> Invoice:
     return Invoice.objects.get(subscriber=sub, due_on=DUE_ON)
 
 
-def test_messages_filter_by_subscriber_kind_status_and_channel(api, channel, package):
+def test_messages_filter_by_subscriber_kind_status_and_channel(api, channel, package, fixed_clock):
     a = make_subscriber(package, email="a@example.com")
     b = make_subscriber(package)
     c = make_subscriber(package)
     run_billing(today=ISSUED_ON, now=at(ISSUED_ON))
     now = at(date(2026, 11, 26), 10)
+    fixed_clock.set(now)
     run_dunning(now=now)
     record_payment(subscriber_id=c.pk, amount=Decimal(invoice_of(c).amount_due_paisa) / 100, method="cash", received_at=now)
     outbox.drain(now=now)
@@ -72,13 +73,14 @@ def test_messages_filter_by_subscriber_kind_status_and_channel(api, channel, pac
     assert listed(subscriber=a.pk, kind="reminder", status="sent") == listed(subscriber=a.pk)
     assert listed(subscriber=a.pk, kind="due_today") == []
     assert listed(status="cancelled") == [(c.pk, "reminder", "sms", "cancelled")]
+    assert listed(subscriber=c.pk) == [(c.pk, "receipt", "sms", "sent"), (c.pk, "reminder", "sms", "cancelled")]
     assert listed(kind="reminder", status="sent") == [
         (a.pk, "reminder", "email", "sent"), (a.pk, "reminder", "sms", "sent"), (b.pk, "reminder", "sms", "sent"),
     ]
     assert listed(channel="email") == [(a.pk, "reminder", "email", "sent")]
     one = api.get("/messages", {"subscriber": a.pk, "channel": "sms"}).json()["items"][0]
     assert one["step"] == "-5" and one["trigger"] == "auto" and one["encoding"] == "UCS-2" and one["segments"] >= 1
-    assert one["body"] == channel.sms[0].text
+    assert one["body"] == next(d.text for d in channel.sms if d.message_id == one["id"])
     assert Client().get("/api/v1/messages").status_code == 401
 
 
@@ -117,7 +119,8 @@ def test_remind_for_a_paid_invoice_is_a_conflict(api, channel, package, fixed_cl
     response = api.post(f"/invoices/{invoice.pk}/remind", {"kind": "due_today"})
     assert response.status_code == 409, response.content
     assert response.json()["code"] == "invoice_not_open"
-    assert not Message.objects.exists()
+    assert set(Message.objects.values_list("kind", flat=True)) == {"receipt"}  # for the payment, nothing else
+    assert not Message.objects.filter(trigger="manual").exists()
     assert api.post("/invoices/999999/remind", {"kind": "due_today"}).status_code == 404
 
 

@@ -15,6 +15,7 @@ from decimal import Decimal
 import pytest
 
 from ispbill import cli
+from ispbill.core import clock
 from ispbill.billing.models import Invoice
 from ispbill.dunning.policy import DUNNING_KINDS
 from ispbill.notifications.models import Message
@@ -36,11 +37,13 @@ def tick(when: str) -> None:
 
 
 def pay_in_full(sub, when) -> None:
+    """Cash at the counter at ``when`` (the clock stands there: the receipt is queued then)."""
     invoice = Invoice.objects.get(subscriber=sub, due_on=DUE_ON)
-    record_payment(
-        subscriber_id=sub.pk, amount=Decimal(invoice.amount_due_paisa) / 100, method="cash", received_at=when,
-        reference=f"counter {sub.pk}",
-    )
+    with clock.use_clock(clock.FixedClock(when)):
+        record_payment(
+            subscriber_id=sub.pk, amount=Decimal(invoice.amount_due_paisa) / 100, method="cash", received_at=when,
+            reference=f"counter {sub.pk}",
+        )
     invoice.refresh_from_db()
     assert invoice.status == "paid"
 
@@ -51,13 +54,17 @@ def local(dt):
     return dt.astimezone(isp_zone())
 
 
-def dunning_sends(channel, sub, kind_of):
-    """(channel, kind) of each dunning delivery to ``sub``, in delivery order."""
+def sends(channel, sub, kind_of, kinds=DUNNING):
+    """(channel, kind) of each delivery of ``kinds`` (None: all) to ``sub``, in delivery order."""
     out = []
     for d in channel.deliveries:
-        if d.to in (sub.phone, sub.email) and kind_of[d.message_id] in DUNNING:
+        if d.to in (sub.phone, sub.email) and (kinds is None or kind_of[d.message_id] in kinds):
             out.append((d.channel, kind_of[d.message_id]))
     return out
+
+
+def dunning_sends(channel, sub, kind_of):
+    return sends(channel, sub, kind_of)
 
 
 def ucs2_segments(text: str) -> int:
@@ -112,7 +119,7 @@ def test_whole_cycle_day_by_day(channel, package, capsys):
     ladder = [("sms", "reminder"), ("email", "reminder"), ("sms", "due_today"), ("email", "due_today"),
               ("sms", "overdue"), ("email", "overdue")]
     assert dunning_sends(channel, a, kind_of) == ladder
-    a_msgs = sorted(Message.objects.filter(subscriber=a), key=lambda m: (m.sent_at, m.channel != "sms"))
+    a_msgs = sorted(Message.objects.filter(subscriber=a, kind__in=DUNNING), key=lambda m: (m.sent_at, m.channel != "sms"))
     assert [(m.channel, m.kind, m.step, m.status, m.trigger) for m in a_msgs] == [
         (ch, kind, step, "sent", "auto") for (ch, kind), step in zip(ladder, ["-5", "-5", "+0", "+0", "+1", "+1"])
     ]
@@ -129,11 +136,21 @@ def test_whole_cycle_day_by_day(channel, package, capsys):
     assert delivered[overdue_email.pk].subject == overdue_email.subject
     assert delivered[overdue_email.pk].html.startswith("<!doctype html>")
 
+    # The date the overdue reminder named is the day A was suspended (first tick of 5 Dec),
+    # with one "suspended" message on each channel; nothing else went to A.
+    a.refresh_from_db()
+    assert a.status == "suspended"
+    suspended = list(Message.objects.filter(subscriber=a, kind="suspended").order_by("channel"))
+    assert [(m.channel, m.status, local(m.sent_at).replace(tzinfo=None).isoformat()) for m in suspended] == [
+        ("email", "sent", "2026-12-05T09:00:00"), ("sms", "sent", "2026-12-05T09:00:00"),
+    ]
+    assert sends(channel, a, kind_of, kinds=None) == ladder + [("sms", "suspended"), ("email", "suspended")]
+
     # A is Bangla: UCS-2 with a segment count; E is English: GSM-7.
     for m in (mm for mm in a_msgs if mm.channel == "sms"):
         assert m.language == "bn" and "প্রিয়" in m.body
         assert m.encoding == "UCS-2" and m.segments == ucs2_segments(m.body) and m.segments >= 2
-    e_sms = list(Message.objects.filter(subscriber=e, channel="sms").order_by("sent_at"))
+    e_sms = list(Message.objects.filter(subscriber=e, channel="sms", kind__in=DUNNING).order_by("sent_at"))
     assert [m.kind for m in e_sms] == ["reminder", "due_today", "overdue"]
     for m in e_sms:
         assert m.language == "en" and m.body.startswith("Dear ")
@@ -141,12 +158,17 @@ def test_whole_cycle_day_by_day(channel, package, capsys):
         assert m.segments == (1 if len(m.body) <= 160 else -(-len(m.body) // 153))
     assert "05 Dec 2026" in e_sms[-1].body and "suspended on 05 Dec 2026" in e_sms[-1].body
 
-    # B paid on 28 Nov: only the reminder.
+    # B paid on 28 Nov: only the reminder (and the receipt for the payment).
     assert dunning_sends(channel, b, kind_of) == [("sms", "reminder"), ("email", "reminder")]
     assert set(Message.objects.filter(subscriber=b, kind__in=DUNNING).values_list("kind", flat=True)) == {"reminder"}
+    assert sends(channel, b, kind_of, kinds=None) == [
+        ("sms", "reminder"), ("email", "reminder"), ("sms", "receipt"), ("email", "receipt"),
+    ]
 
-    # C paid after the reminder was queued: cancelled, nothing reached the channel.
+    # C paid after the reminder was queued: cancelled, no reminder reached the channel
+    # (only the receipt for the payment did).
     assert dunning_sends(channel, c, kind_of) == []
+    assert sends(channel, c, kind_of, kinds=None) == [("sms", "receipt"), ("email", "receipt")]
     c_msgs = list(Message.objects.filter(subscriber=c, kind__in=DUNNING))
     assert sorted((m.kind, m.channel, m.status, m.error) for m in c_msgs) == [
         ("reminder", "email", "cancelled", "invoice paid before sending"),
@@ -160,6 +182,10 @@ def test_whole_cycle_day_by_day(channel, package, capsys):
 
     # never_suspend is about suspension, not reminders.
     assert dunning_sends(channel, n, kind_of) == [("sms", "reminder"), ("sms", "due_today"), ("sms", "overdue")]
+    n.refresh_from_db()
+    assert n.status == "active" and not Message.objects.filter(subscriber=n, kind="suspended").exists()
+    # E (English, never pays) is suspended like A.
+    assert sends(channel, e, kind_of, kinds=None)[-1] == ("sms", "suspended")
 
 
 def test_quiet_hours_hold_sms_until_morning_email_goes_at_once(channel, package):
