@@ -381,13 +381,22 @@ def main() -> int:
         provider = sms_channel()
         gc.collect()
         c0, t0 = time.process_time(), time.perf_counter()
-        dispatched = _profiled(args.profile, "dispatch", lambda: outbox.drain(now=NOW, worker_id="bench"))
+        # As `ispbill worker` dispatches: ISPBILL_DISPATCH_THREADS sends in flight.
+        from concurrent.futures import ThreadPoolExecutor
+
+        from django.conf import settings as dj_settings
+
+        threads = dj_settings.ISPBILL_DISPATCH_THREADS
+        pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+        dispatched = _profiled(args.profile, "dispatch", lambda: outbox.drain(now=NOW, worker_id="bench", pool=pool))
+        if pool is not None:
+            pool.shutdown(wait=True)
         t_dispatch, c_dispatch = time.perf_counter() - t0, time.process_time() - c0
         provider.close()
         received = sink.received
         distinct = len(sink.recipients)
     rate = dispatched.done / t_dispatch if t_dispatch else float("inf")
-    print(f"dispatcher    : {dispatched.done} SMS sent to the local sink ({type(provider).__name__}) in "
+    print(f"dispatcher    : {dj_settings.ISPBILL_DISPATCH_THREADS} threads; {dispatched.done} SMS sent to the local sink ({type(provider).__name__}) in "
           f"{t_dispatch:.3f} s  ->  {rate:,.0f} messages/s, {1000 * t_dispatch / max(1, dispatched.done):.2f} ms each  "
           f"[target >= {DISPATCH_TARGET:.0f}/s: {'met' if rate >= DISPATCH_TARGET else 'MISSED'}]"
           + ("  (under cProfile)" if args.profile else ""))

@@ -9,6 +9,7 @@
     ispbill createadmin --username U --password P
     ispbill apitoken --username U         print a new API token (last line)
     ispbill check-ledger                  verify every invoice against the ledger
+    ispbill import-router ROUTER [--map P=PKG]… [--dry-run]   subscribers from a router's PPP secrets
 """
 
 from __future__ import annotations
@@ -120,6 +121,65 @@ def cmd_check_ledger(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_import_router(args) -> int:
+    _setup()
+    from ispbill.core import clock
+    from ispbill.core.errors import DomainError
+    from ispbill.core.phone import PhoneError, normalize_bd_mobile
+    from ispbill.core.timeutil import local_date
+    from ispbill.network import importer
+    from ispbill.network.connections import driver_for
+    from ispbill.network.drivers.base import DriverError
+
+    try:
+        router = importer.find_router(args.router)
+        maps = importer.parse_maps(args.map or [])
+        default = importer.package_named(args.default_package, option="--default-package") if args.default_package else None
+        placeholder = ""
+        if args.placeholder_phone:
+            try:
+                placeholder = normalize_bd_mobile(args.placeholder_phone)
+            except PhoneError as exc:
+                print(f"error: --placeholder-phone: {exc}", file=sys.stderr)
+                return 2
+    except importer.ImportRefused as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    try:
+        secrets = list(driver_for(router).read_state().secrets.values())
+    except Exception as exc:  # unreachable, login refused, unreadable stored password
+        print(f"error: cannot read PPP secrets from {router.name}: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
+        return 1
+    plan = importer.plan_import(
+        router=router, secrets=secrets, maps=maps, default_package=default,
+        phone_from_comment=args.phone_from_comment, placeholder_phone=placeholder,
+    )
+    verb = "Would create" if args.dry_run else "Creating"
+    print(f"{router.name}: {len(secrets)} PPP secrets, {len(plan.known)} already in billing.")
+    if plan.create:
+        print(f"{verb} {len(plan.create)} subscribers:")
+        for item in plan.create:
+            flags = [item.status] if item.status != "active" else []
+            if item.phone_source == "placeholder":
+                flags.append("placeholder phone")
+            note = f" [{', '.join(flags)}]" if flags else ""
+            print(f"  {item.username}: {item.name} | {item.phone} | {item.package.name} (profile {item.profile}){note}")
+    if plan.skipped:
+        print(f"Skipped {len(plan.skipped)}:")
+        for skip in plan.skipped:
+            print(f"  {skip.username}: {skip.reason}")
+    if args.dry_run:
+        print(f"Dry run: nothing written. {len(plan.create)} would be created, {len(plan.skipped)} skipped.")
+        return 0
+    try:
+        created = importer.apply_import(plan, today=local_date(clock.now()))
+    except (DomainError, DriverError) as exc:
+        print(f"error: import rolled back, nothing created: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 1
+    print(f"Created {created} subscribers on {router.name}; skipped {len(plan.skipped)}; {len(plan.known)} already in billing.")
+    return 0
+
+
 def cmd_worker(args) -> int:
     _setup()  # settings.LOGGING already sends ispbill.* to the console
     from ispbill.worker.loop import run_forever
@@ -222,6 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_apitoken)
     p = sub.add_parser("check-ledger", help="verify every invoice's amount due against the ledger")
     p.set_defaults(func=cmd_check_ledger)
+    p = sub.add_parser("import-router", help="create subscribers from a router's PPP secrets")
+    p.add_argument("router", help="the router's name or id")
+    p.add_argument("--map", action="append", metavar="PROFILE=PACKAGE_NAME",
+                   help="package for secrets on PROFILE (repeatable); otherwise the package whose router profile it is")
+    p.add_argument("--default-package", metavar="NAME", help="package for secrets whose profile maps to none")
+    p.add_argument("--phone-from-comment", action="store_true",
+                   help="take the phone number from the secret's comment (a Bangladeshi mobile number in it)")
+    p.add_argument("--placeholder-phone", metavar="01XXXXXXXXX",
+                   help="phone for secrets without one (otherwise they are skipped)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be created; write nothing")
+    p.set_defaults(func=cmd_import_router)
     return parser
 
 

@@ -178,6 +178,7 @@ EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "").strip() or "15")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "ispbill <billing@localhost>"
 
 # Outbox dispatcher defaults (seconds unless stated).
+ISPBILL_DISPATCH_THREADS = max(1, int(os.environ.get("ISPBILL_DISPATCH_THREADS", "8")))
 ISPBILL_OUTBOX_LEASE_SECONDS = int(os.environ.get("ISPBILL_OUTBOX_LEASE_SECONDS", "120"))
 ISPBILL_OUTBOX_MAX_ATTEMPTS = int(os.environ.get("ISPBILL_OUTBOX_MAX_ATTEMPTS", "8"))
 ISPBILL_OUTBOX_BACKOFF_BASE = int(os.environ.get("ISPBILL_OUTBOX_BACKOFF_BASE", "30"))

@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import path
+from django.urls import path, re_path
 from django.views.generic import TemplateView
 
 from ispbill.api.v1 import api
+from ispbill.payments import views as payments
 from ispbill.portal import views as portal
 
 
@@ -17,4 +18,13 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     path("pay/<str:token>", portal.pay_page, name="pay"),
+    # Gateway payments: the paths are contracts with the gateways (and their merchant panels).
+    path("pay/bkash/callback", portal.bkash_callback, name="pay-bkash-callback"),
+    path("pay/nagad/callback", portal.nagad_callback, name="pay-nagad-callback"),
+    re_path(r"^pay/sslcommerz/(?P<result>success|fail|cancel)$", portal.sslcommerz_return, name="pay-sslcommerz-return"),
+    path("pay/<str:token>/start", portal.start_payment, name="pay-start"),
+    path("webhooks/sslcommerz/ipn", payments.sslcommerz_ipn, name="webhook-sslcommerz-ipn"),
+    path("webhooks/bkash", payments.bkash_sns, name="webhook-bkash"),
+    path("portal", portal.captive_page, name="captive"),
+    path("portal/", portal.captive_page),
 ]

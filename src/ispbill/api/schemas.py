@@ -84,6 +84,7 @@ class SubscriberIn(InputSchema):
     never_suspend: bool = False
     language: Literal["bn", "en", ""] = ""
     notes: str = ""
+    router: int | None = None
 
 
 class SubscriberPatch(InputSchema):
@@ -99,6 +100,7 @@ class SubscriberPatch(InputSchema):
     never_suspend: bool | None = None
     language: Literal["bn", "en", ""] | None = None
     notes: str | None = None
+    router: int | None = None
 
 
 class SubscriberOut(Schema):
@@ -119,6 +121,7 @@ class SubscriberOut(Schema):
     notes: str
     billed_through: date | None
     balance: MoneyOut
+    router: int | None = None
 
 
 class ChangePackageIn(InputSchema):
@@ -298,3 +301,91 @@ class TemplateOut(Schema):
 class TemplateIn(InputSchema):
     subject: str = Field("", max_length=200)
     body: str = Field(min_length=1, max_length=2000)
+
+
+class RouterIn(InputSchema):
+    name: str = Field(max_length=100)
+    host: str = Field(max_length=255)
+    port: int = 8728
+    use_tls: bool = False
+    tls_verify: bool = True
+    username: str = Field("", max_length=100)
+    password: str = Field("", max_length=200, description="write-only: never returned")
+    method: Literal["routeros", "radius"] = "routeros"
+    suspended_profile: str = Field("Suspended_Profile", max_length=100)
+    suspended_address_list: str = Field("suspended", max_length=100)
+    radius_secret: str = Field("", max_length=200, description="write-only: never returned")
+    coa_port: int = 3799
+    is_active: bool = True
+
+
+class RouterPatch(InputSchema):
+    name: str | None = Field(None, max_length=100)
+    host: str | None = Field(None, max_length=255)
+    port: int | None = None
+    use_tls: bool | None = None
+    tls_verify: bool | None = None
+    username: str | None = Field(None, max_length=100)
+    password: str | None = Field(None, max_length=200, description="write-only; null or absent keeps it, \"\" clears it")
+    method: Literal["routeros", "radius"] | None = None
+    suspended_profile: str | None = Field(None, max_length=100)
+    suspended_address_list: str | None = Field(None, max_length=100)
+    radius_secret: str | None = Field(None, max_length=200, description="write-only, as password")
+    coa_port: int | None = None
+    is_active: bool | None = None
+
+
+class RouterOut(Schema):
+    id: int
+    name: str
+    host: str
+    port: int
+    use_tls: bool
+    tls_verify: bool
+    username: str
+    password_set: bool
+    method: str
+    suspended_profile: str
+    suspended_address_list: str
+    radius_secret_set: bool
+    coa_port: int
+    is_active: bool
+    healthy: bool
+    last_ok_at: datetime | None
+    last_error: str
+    last_error_at: datetime | None
+    consecutive_failures: int
+    identity: str
+    version: str
+    subscribers: int
+
+
+class RouterTestOut(Schema):
+    reachable: bool
+    identity: str | None
+    version: str | None
+    error: str | None
+
+
+class ReconcileCountsOut(Schema):
+    online_unpaid: int
+    unknown_on_router: int
+    paid_but_suspended: int
+    missing_on_router: int
+
+
+class ReconcileOut(Schema):
+    id: int
+    router: int
+    started_at: datetime
+    finished_at: datetime | None
+    ok: bool
+    error: str
+    secrets: int
+    online: int
+    repaired: int
+    counts: ReconcileCountsOut
+    online_unpaid: list[str]
+    unknown_on_router: list[str]
+    paid_but_suspended: list[str]
+    missing_on_router: list[str]

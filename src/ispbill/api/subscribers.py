@@ -23,7 +23,7 @@ def out(s: Subscriber) -> dict:
         "pppoe_username": s.pppoe_username, "package": s.package_id, "status": s.status,
         "activated_on": s.activated_on, "billing_mode": s.billing_mode, "grace_days_override": s.grace_days_override,
         "never_suspend": s.never_suspend, "language": s.language, "notes": s.notes, "billed_through": s.billed_through,
-        "balance": format_amount(s.balance_paisa),
+        "balance": format_amount(s.balance_paisa), "router": s.router_id,
     }
 
 
@@ -41,6 +41,7 @@ def list_subscribers(request, q: str = "", status: str = "", area: str = "", pac
 def create_subscriber(request, payload: SubscriberIn):
     data = payload.dict()
     data["package_id"] = data.pop("package")
+    data["router_id"] = data.pop("router")
     sub = services.create_subscriber(today=local_date(clock.now()), **data)
     return Status(201, out(_get(sub.pk)))
 
@@ -53,9 +54,10 @@ def get_subscriber(request, subscriber_id: int):
 @router.patch("/{subscriber_id}", response={200: SubscriberOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})
 def update_subscriber(request, subscriber_id: int, payload: SubscriberPatch):
     get_object_or_404(Subscriber, pk=subscriber_id)
-    services.update_subscriber(
-        subscriber_id=subscriber_id, today=local_date(clock.now()), user=request.user, **payload.dict(exclude_unset=True)
-    )
+    changes = payload.dict(exclude_unset=True)
+    if "router" in changes:
+        changes["router_id"] = changes.pop("router")
+    services.update_subscriber(subscriber_id=subscriber_id, today=local_date(clock.now()), user=request.user, **changes)
     return out(_get(subscriber_id))
 
 

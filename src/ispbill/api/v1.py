@@ -76,3 +76,7 @@ api.add_router("/payments", payments.router)
 api.add_router("/settings", settings.router)
 api.add_router("/messages", messages.router)
 api.add_router("/message-templates", messages.templates)
+
+from ispbill.api import routers  # noqa: E402
+
+api.add_router("/routers", routers.router)

@@ -160,3 +160,71 @@ def ledger_discrepancies(subscriber_id: int | None = None) -> list[str]:
         if status_for(inv) != inv.status:
             problems.append(f"{inv.number}: status {inv.status} but amounts say {status_for(inv)}")
     return problems
+
+
+def reverse_payment_credit(*, subscriber_id: int, payment_id: int, amount_paisa: int, now: datetime) -> list[Applied]:
+    """Take back ``amount_paisa`` of a payment's credit (a refund); returns the invoices
+    re-opened, each with the amount put back on it.
+
+    The money comes from the subscriber's unapplied credit first, then from the newest
+    invoices the payment paid (never more than it paid on each), then from the newest
+    invoices paid by credit; whatever is left is owed without an invoice (a positive
+    entry with no invoice). The entries are of kind ``payment`` with positive amounts and
+    carry the payment, so a payment's entries always sum to minus what it still credits.
+    The caller holds the subscriber's lock and has checked ``amount_paisa`` against what
+    the payment still credits.
+    """
+    if amount_paisa <= 0:
+        raise ValueError("a reversal must be positive")
+    remaining = amount_paisa
+    entries: list[LedgerEntry] = []
+    reopened: list[Applied] = []
+
+    def take(invoice_id: int | None, share: int) -> None:
+        entries.append(LedgerEntry(
+            subscriber_id=subscriber_id, kind=EntryKind.PAYMENT, amount_paisa=share, invoice_id=invoice_id,
+            payment_id=payment_id, created_at=now,
+        ))
+
+    from_credit = min(remaining, unapplied_credit(subscriber_id))
+    if from_credit > 0:
+        take(None, from_credit)
+        remaining -= from_credit
+
+    if remaining > 0:
+        money_kinds = (EntryKind.PAYMENT, EntryKind.CREDIT_APPLIED)
+        paid_by_payment = dict(
+            LedgerEntry.objects.filter(subscriber_id=subscriber_id, payment_id=payment_id, invoice__isnull=False)
+            .values_list("invoice_id").annotate(s=Sum("amount_paisa")).values_list("invoice_id", "s")
+        )
+        paid_by_money = dict(
+            LedgerEntry.objects.filter(subscriber_id=subscriber_id, kind__in=money_kinds, invoice__isnull=False)
+            .values_list("invoice_id").annotate(s=Sum("amount_paisa")).values_list("invoice_id", "s")
+        )
+        candidates = list(
+            Invoice.objects.select_for_update()
+            .filter(subscriber_id=subscriber_id, pk__in=list(paid_by_money))
+            .exclude(status=InvoiceStatus.VOID)
+            .order_by("-due_on", "-issued_on", "-id")
+        )
+        # This payment's own invoices first, then those paid from credit; newest first.
+        candidates.sort(key=lambda inv: 0 if -(paid_by_payment.get(inv.pk) or 0) > 0 else 1)
+        for invoice in candidates:
+            if remaining <= 0:
+                break
+            own = -(paid_by_payment.get(invoice.pk) or 0)
+            limit = own if own > 0 else -(paid_by_money.get(invoice.pk) or 0)
+            # Never beyond what money paid on it, nor above its total.
+            limit = min(limit, -(paid_by_money.get(invoice.pk) or 0), invoice.total_paisa - invoice.amount_due_paisa)
+            share = min(remaining, limit)
+            if share <= 0:
+                continue
+            _apply_to_invoice(invoice, -share)
+            take(invoice.pk, share)
+            reopened.append(Applied(invoice.pk, share))
+            remaining -= share
+
+    if remaining > 0:
+        take(None, remaining)
+    LedgerEntry.objects.bulk_create(entries)
+    return reopened

@@ -6,6 +6,12 @@ Nagad, cash or bank (or don't), change package, get a credit note, are suspended
 disabled. Every write goes through the services, never to the ledger or invoice tables
 directly, so every balance and invoice status follows from the ledger.
 
+Every subscriber is on one router, "demo-router" (127.0.0.1, port
+``ISPBILL_DEMO_ROUTER_PORT``, default 18728, user admin / admin), which
+``ispbill serve --demo-router`` runs as a simulated MikroTik. Loading the demo contacts
+no router: suspensions are only queued (EnforcementAction + outbox item) and the worker
+applies them once the router is up.
+
 The roster is fixed and the randomness is seeded, so the same ``now`` gives the same data.
 """
 
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -27,6 +34,9 @@ from ispbill.billing.models import BillingSettings, Invoice
 from ispbill.billing.services import change_package, issue_credit_note, run_billing
 from ispbill.core.money import from_paisa
 from ispbill.core.timeutil import local_date, start_of_day
+from ispbill.network.choices import Reason
+from ispbill.network.models import Router
+from ispbill.network.services import suspend_subscriber
 from ispbill.payments.choices import PaymentMethod
 from ispbill.payments.models import Payment
 from ispbill.payments.services import record_payment
@@ -39,6 +49,17 @@ from ispbill.subscribers.services import create_subscriber, update_subscriber
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "ispbill-admin"
 SEED = 2026
+
+DEMO_ROUTER_NAME = "demo-router"
+DEMO_ROUTER_USER = "admin"
+DEMO_ROUTER_PASSWORD = "admin"
+# Not 8728: the simulator must not need root, nor clash with a real router's API.
+DEMO_ROUTER_PORT_DEFAULT = 18728
+
+
+def demo_router_port() -> int:
+    """Where the demo router listens: ``ISPBILL_DEMO_ROUTER_PORT`` (default 18728)."""
+    return int(os.environ.get("ISPBILL_DEMO_ROUTER_PORT", "") or DEMO_ROUTER_PORT_DEFAULT)
 
 
 @dataclass
@@ -201,6 +222,7 @@ class _Simulation:
         self.staff = staff
         self.grace_days = BillingSettings.load().grace_days
         self.packages: dict[str, Package] = {}
+        self.router: Router | None = None
         self.members: dict[int, _Member] = {}
         self.queue: list[_Event] = []
         self.current = self.now  # the instant of the event being played
@@ -237,6 +259,15 @@ class _Simulation:
         for name, price, rate_limit, profile in PACKAGES:
             self.packages[name] = create_package(name=name, price=price, rate_limit=rate_limit, router_profile=profile)
 
+    def create_router(self) -> None:
+        """The simulated MikroTik every demo subscriber dials into."""
+        router = Router.objects.filter(name=DEMO_ROUTER_NAME).first()
+        if router is None:
+            router = Router(name=DEMO_ROUTER_NAME, host="127.0.0.1", port=demo_router_port(), username=DEMO_ROUTER_USER)
+            router.password = DEMO_ROUTER_PASSWORD
+            router.save()
+        self.router = router
+
     def plan_subscribers(self) -> None:
         rng = self.rng
         plans = _roster()
@@ -265,7 +296,7 @@ class _Simulation:
                     email = f"{first.lower()}.{last.lower()}{rng.randint(1, 99)}@{rng.choice(EMAIL_DOMAINS)}"
             details = dict(
                 name=name, phone=self._phone(), email=email, address=_address(rng, area), area=area,
-                pppoe_username=username, package_id=self.packages[package].pk, activated_on=activated_on,
+                pppoe_username=username, package_id=self.packages[package].pk, router=self.router, activated_on=activated_on,
                 never_suspend=plan.never_suspend, grace_days_override=plan.grace_days_override, notes=plan.notes,
             )
             # Sign-up a day or three before the line is installed and the service starts.
@@ -373,7 +404,12 @@ class _Simulation:
         status = Subscriber.objects.filter(pk=member.subscriber_id).values_list("status", flat=True).get()
         unpaid = Invoice.objects.filter(pk=invoice_id, amount_due_paisa__gt=0).exists()
         if status == SubscriberStatus.ACTIVE and unpaid:
-            self._set_status(member, SubscriberStatus.SUSPENDED)
+            self._suspend_for_non_payment(member)
+
+    def _suspend_for_non_payment(self, member: _Member) -> None:
+        """What the suspension run does: desired state suspended (reason overdue, so a
+        payment lifts it), the router action queued, not sent."""
+        suspend_subscriber(subscriber_id=member.subscriber_id, reason=Reason.OVERDUE, now=self.current)
 
     # paying -------------------------------------------------------------------------
 
@@ -473,7 +509,7 @@ class _Simulation:
             if member.plan.behaviour == SUSPENDED:
                 status = Subscriber.objects.filter(pk=member.subscriber_id).values_list("status", flat=True).get()
                 if status == SubscriberStatus.ACTIVE:
-                    self._set_status(member, SubscriberStatus.SUSPENDED)
+                    self._suspend_for_non_payment(member)
 
 
 def _weighted(rng: random.Random, weights: dict[str, int]) -> str:
@@ -509,6 +545,7 @@ def load_demo(*, now: datetime, if_empty: bool = True, stdout=None) -> DemoResul
         staff, admin_password = _ensure_admin()
         sim = _Simulation(now=now, rng=random.Random(SEED), staff=staff)
         sim.create_packages()
+        sim.create_router()
         sim.plan_subscribers()
         sim.schedule_billing_runs()
         say(f"Playing back billing from {local_date(sim.queue[0].at)} to {sim.today} ...")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ispbill.network import handlers  # noqa: F401  (registers network.enforce)
-from ispbill.network import services
+from ispbill.network import reconcile, services
 from ispbill.worker.scheduler import Every, job
 
 
@@ -14,3 +14,13 @@ def suspension_run(now: datetime) -> str:
     """Suspend subscribers unpaid past due + grace (after the dunning run's reminders)."""
     count = services.suspend_overdue(now=now)
     return f"{count} subscribers suspended"
+
+
+@job("reconcile_routers", Every(seconds=300), order=40)
+def reconcile_routers(now: datetime) -> str:
+    """Compare every active router with billing, repair drift, record the leakage report."""
+    runs = reconcile.reconcile_routers(now=now)
+    failed = sum(1 for r in runs if r.error)
+    repaired = sum(r.repaired for r in runs)
+    leaks = sum(len(r.online_unpaid) + len(r.paid_but_suspended) for r in runs)
+    return f"{len(runs)} routers reconciled ({failed} with errors), {repaired} repaired, {leaks} leaks found"

@@ -167,11 +167,6 @@ def current_settings() -> tuple[BillingSettings, DunningSettings]:
     return rows
 
 
-def forget_settings() -> None:
-    global _settings_cache
-    _settings_cache = None
-
-
 def placeholders(tpl: texts.Text) -> frozenset[str]:
     """The placeholder names a template's subject and body use."""
     return frozenset(texts._FIELD.findall(tpl.subject)) | frozenset(texts._FIELD.findall(tpl.body))
@@ -179,13 +174,13 @@ def placeholders(tpl: texts.Text) -> frozenset[str]:
 
 def context_for(
     msg: Message, *, now: datetime, fields: frozenset[str] | None = None,
-    settings: tuple[BillingSettings, DunningSettings] | None = None,
+    isp_settings: tuple[BillingSettings, DunningSettings] | None = None,
 ) -> dict[str, str]:
     """Placeholder values for ``msg``. Given ``fields`` (what the template uses), values
     nothing reads are left blank instead of computed: the balance and the payment link
     cost queries, and a payment link is only created for a message that shows it."""
     sub = msg.subscriber
-    billing, dunning = settings or current_settings()
+    billing, dunning = isp_settings or current_settings()
     need_balance = fields is None or "balance" in fields or ("amount_due" in fields and not msg.invoice_id)
     balance = ""
     if need_balance:
@@ -212,11 +207,11 @@ def context_for(
 
 
 def render_message(
-    msg: Message, *, now: datetime, settings: tuple[BillingSettings, DunningSettings] | None = None,
+    msg: Message, *, now: datetime, isp_settings: tuple[BillingSettings, DunningSettings] | None = None,
 ) -> tuple[str, str, str]:
     """(subject, text, html) for the message in its language."""
     tpl = _template(msg.kind, msg.language or language_for(msg.subscriber), msg.channel)
-    ctx = context_for(msg, now=now, fields=placeholders(tpl), settings=settings)
+    ctx = context_for(msg, now=now, fields=placeholders(tpl), isp_settings=isp_settings)
     text = texts.render(tpl.body, ctx)
     subject = texts.render(tpl.subject, ctx)
     return subject, text, texts.to_html(text) if msg.channel == Channel.EMAIL else ""
@@ -272,12 +267,12 @@ def send_message(item, attempt) -> None:
             msg.error = reason
             msg.save(update_fields=["status", "error"])
             return
-        settings = current_settings()
+        isp_settings = current_settings()
         if msg.channel == Channel.SMS:
-            release = sms_release_at(now, dunning=settings[1])
+            release = sms_release_at(now, dunning=isp_settings[1])
             if release is not None:
                 raise outbox.RetryLater("quiet hours", after_seconds=max(1, int((release - now).total_seconds())), count_attempt=False)
-        subject, text, html = render_message(msg, now=now, settings=settings)
+        subject, text, html = render_message(msg, now=now, isp_settings=isp_settings)
         msg.subject, msg.body, msg.recipient = subject[:200], text, recipient_for(msg.subscriber, msg.channel)
         if msg.channel == Channel.SMS:
             cost = sms_cost(text)

@@ -1,7 +1,13 @@
-"""Recording money received. Allocation goes to the oldest open invoices first."""
+"""Recording money received and the exceptions queue (match, reject, refund).
+
+Allocation goes to the oldest open invoices first; a payment's credit is taken back
+(refunds) from unapplied credit first, then from the newest invoices it paid.
+Gateway flows (attempts, callbacks, webhooks, re-queries) are in :mod:`.gateway_services`.
+"""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from decimal import Decimal
 
@@ -12,9 +18,11 @@ from ispbill.billing.choices import EntryKind
 from ispbill.core import clock
 from ispbill.core.errors import Conflict, DomainError, NotFound
 from ispbill.core.money import to_paisa
-from ispbill.payments.choices import PaymentMethod
-from ispbill.payments.models import Payment
+from ispbill.payments.choices import PaymentMethod, PaymentStatus, RefundStatus
+from ispbill.payments.models import Payment, PaymentAttempt, Refund
 from ispbill.subscribers.models import Subscriber
+
+log = logging.getLogger("ispbill.payments")
 
 
 def record_payment(
@@ -30,6 +38,9 @@ def record_payment(
     gateway: str = "",
     transaction_id: str | None = None,
     notify: bool = True,
+    method_label: str = "",
+    gateway_reference: str = "",
+    attempt_id: int | None = None,
 ) -> tuple[Payment, bool]:
     """Record a payment and allocate it; returns ``(payment, created)``.
 
@@ -59,7 +70,8 @@ def record_payment(
             payment = Payment.objects.create(
                 subscriber_id=subscriber_id, amount_paisa=paisa, method=method, reference=reference[:100],
                 notes=notes, received_at=received_at, recorded_by=user, idempotency_key=idempotency_key or None,
-                gateway=gateway, transaction_id=transaction_id,
+                gateway=gateway, transaction_id=transaction_id, method_label=method_label[:40],
+                gateway_reference=gateway_reference[:200], attempt_id=attempt_id,
             )
             ledger.post_credit(
                 subscriber_id=subscriber_id, amount_paisa=paisa, kind=EntryKind.PAYMENT, now=received_at,
@@ -107,3 +119,141 @@ def _check_same(existing: Payment, *, subscriber_id: int, amount_paisa: int) -> 
             "this idempotency key or transaction id was already used for a different payment",
             code="duplicate_reference",
         )
+
+
+# -- the exceptions queue ----------------------------------------------------------------------
+
+def _locked_payment(payment_id: int) -> Payment:
+    payment = Payment.objects.select_for_update().filter(pk=payment_id).first()
+    if payment is None:
+        raise NotFound("payment not found", code="payment_not_found")
+    return payment
+
+
+def _note(payment: Payment, text: str) -> None:
+    payment.notes = f"{payment.notes}\n{text}".strip()
+
+
+def match_payment(*, payment_id: int, subscriber_id: int, now: datetime, user=None, note: str = "") -> Payment:
+    """Apply a payment held for review to ``subscriber_id``: it becomes ``completed``,
+    is allocated like any other payment (oldest open invoices first, remainder as
+    credit), a receipt is queued and service restored if nothing overdue remains."""
+    with transaction.atomic():
+        payment = _locked_payment(payment_id)
+        if payment.status != PaymentStatus.NEEDS_REVIEW:
+            raise Conflict(f"payment {payment.pk} is {payment.status}; only payments needing review can be matched",
+                           code="payment_not_in_review")
+        if payment.currency != "BDT":
+            raise Conflict(f"payment {payment.pk} is in {payment.currency}; refund it instead", code="currency_not_supported")
+        if not Subscriber.objects.filter(pk=subscriber_id).exists():
+            raise NotFound("subscriber not found", code="subscriber_not_found", )
+        _credit_held(payment, subscriber_id=subscriber_id, now=now, user=user,
+                     note=f"matched to subscriber {subscriber_id}" + (f": {note}" if note else ""))
+        return payment
+
+
+def _credit_held(payment: Payment, *, subscriber_id: int, now: datetime, user=None, note: str) -> None:
+    """Credit a held payment (row locked by the caller) to ``subscriber_id``."""
+    ledger.lock_subscriber(subscriber_id)
+    payment.subscriber_id = subscriber_id
+    payment.status = PaymentStatus.COMPLETED
+    _note(payment, f"{now:%Y-%m-%d %H:%M} {note}" + (f" by {user}" if user else ""))
+    payment.save(update_fields=["subscriber", "status", "notes"])
+    ledger.post_credit(
+        subscriber_id=subscriber_id, amount_paisa=payment.amount_paisa, kind=EntryKind.PAYMENT, now=now,
+        payment_id=payment.pk,
+    )
+    if payment.attempt_id:
+        PaymentAttempt.objects.filter(pk=payment.attempt_id).update(status="completed", updated_at=now)
+    _after_payment(payment, notify=True)
+
+
+def reject_payment(*, payment_id: int, reason: str, now: datetime, user=None) -> Payment:
+    """Refuse a payment held for review (it stays on record, with no ledger entry).
+    Money that really moved should then be refunded."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("say why the payment is rejected", code="reason_required", field="reason", status=422)
+    with transaction.atomic():
+        payment = _locked_payment(payment_id)
+        if payment.status != PaymentStatus.NEEDS_REVIEW:
+            raise Conflict(f"payment {payment.pk} is {payment.status}; only payments needing review can be rejected",
+                           code="payment_not_in_review")
+        payment.status = PaymentStatus.REJECTED
+        _note(payment, f"{now:%Y-%m-%d %H:%M} rejected: {reason}" + (f" by {user}" if user else ""))
+        payment.save(update_fields=["status", "notes"])
+        return payment
+
+
+def refund_payment(*, payment_id: int, amount: Decimal, reason: str, now: datetime, user=None, gateway=None) -> Refund:
+    """Send ``amount`` of a gateway payment back through the gateway's refund API and
+    record it: the payment's credit is taken back on the ledger (unapplied credit first,
+    then the newest invoices it paid).
+
+    A payment on the ledger (completed, partially refunded) may be refunded in parts; a
+    payment never credited (needs review, rejected) only in full. Gateways without a
+    refund API (Nagad) raise NotSupported; ``gateway`` is the adapter (default: the
+    configured one for the payment's gateway).
+    """
+    from ispbill.payments.gateway_services import gateway_for
+
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("say why the payment is refunded", code="reason_required", field="reason", status=422)
+    paisa = to_paisa(amount)
+    if paisa <= 0:
+        raise DomainError("amount must be greater than zero", code="invalid_amount", field="amount", status=422)
+    payment = Payment.objects.filter(pk=payment_id).first()
+    if payment is None:
+        raise NotFound("payment not found", code="payment_not_found")
+    _check_refundable(payment, paisa)
+    if not payment.gateway:
+        raise DomainError("only gateway payments are refunded here; pay cash refunds back by hand",
+                          code="not_supported", status=501)
+    adapter = gateway if gateway is not None else gateway_for(payment.gateway, required=True)
+    # The gateway call happens outside any transaction (no lock held while waiting); the
+    # gateway itself refuses to refund more than was paid, and the row is checked again below.
+    answer = adapter.refund(payment.transaction_id, amount, reason, gateway_reference=payment.gateway_reference or None)
+    refunded = to_paisa(answer.get("amount") or amount)
+    with transaction.atomic():
+        payment = _locked_payment(payment_id)
+        credited = payment.status in (PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_REFUNDED)
+        if refunded > payment.amount_paisa - payment.refunded_paisa:
+            # The gateway sent the money: record it, but say loudly that our books disagreed.
+            log.error("refund of payment %s exceeds what was left to refund; recorded as the gateway reported", payment.pk)
+            refunded = payment.amount_paisa - payment.refunded_paisa
+        if credited:
+            ledger.lock_subscriber(payment.subscriber_id)
+            ledger.reverse_payment_credit(
+                subscriber_id=payment.subscriber_id, payment_id=payment.pk, amount_paisa=refunded, now=now,
+            )
+        payment.refunded_paisa += refunded
+        payment.status = PaymentStatus.REFUNDED if payment.refunded_paisa >= payment.amount_paisa else PaymentStatus.PARTIALLY_REFUNDED
+        _note(payment, f"{now:%Y-%m-%d %H:%M} refunded {refunded / 100:.2f}: {reason}" + (f" by {user}" if user else ""))
+        payment.save(update_fields=["refunded_paisa", "status", "notes"])
+        status = RefundStatus.COMPLETED if answer.get("status") == "completed" else RefundStatus.PENDING
+        return Refund.objects.create(
+            payment=payment, amount_paisa=refunded, reason=reason[:255], status=status,
+            gateway_refund_id=str(answer.get("refund_id") or "")[:100], gateway_response=_jsonable(answer.get("raw") or {}),
+            created_at=now, created_by=user,
+        )
+
+
+def _check_refundable(payment: Payment, paisa: int) -> None:
+    left = payment.amount_paisa - payment.refunded_paisa
+    if payment.status in (PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_REFUNDED):
+        if paisa > left:
+            raise DomainError(f"at most {left / 100:.2f} of this payment is left to refund", code="refund_too_large",
+                              field="amount", status=422)
+    elif payment.status in (PaymentStatus.NEEDS_REVIEW, PaymentStatus.REJECTED):
+        if paisa != payment.amount_paisa:
+            raise DomainError("a payment that was never credited is refunded in full", code="refund_must_be_full",
+                              field="amount", status=422)
+    else:
+        raise Conflict(f"payment {payment.pk} is {payment.status}", code="payment_not_refundable")
+
+
+def _jsonable(value):
+    import json
+
+    return json.loads(json.dumps(value, default=str))

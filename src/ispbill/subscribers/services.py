@@ -41,6 +41,11 @@ def _clean(data: dict) -> dict:
     if "package_id" in out:
         if not Package.objects.filter(pk=out["package_id"]).exists():
             raise DomainError("unknown package", code="unknown_package", field="package", status=422)
+    if out.get("router_id") is not None:
+        from ispbill.network.models import Router
+
+        if isinstance(out["router_id"], bool) or not Router.objects.filter(pk=out["router_id"]).exists():
+            raise DomainError("unknown router", code="unknown_router", field="router", status=422)
     if out.get("billing_mode") not in (None, "", *BillingModeChoice.values):
         raise DomainError("billing_mode must be calendar or anniversary", code="invalid_billing_mode", field="billing_mode", status=422)
     if out.get("language") not in (None, "", "bn", "en"):

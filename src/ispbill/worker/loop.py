@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
+from django.conf import settings
 from django.db import close_old_connections
 
 from ispbill.core import clock
@@ -18,13 +20,15 @@ def run_forever(stop: threading.Event, *, poll_seconds: float = 1.0, worker_id: 
     leadership = scheduler.Leadership(worker_id)
     scheduler.load_job_modules()
     log.info("worker %s started; jobs: %s", worker_id, ", ".join(j.name for j in scheduler.jobs()))
+    # Sends to SMS providers, SMTP and routers overlap on these threads.
+    pool = ThreadPoolExecutor(max_workers=settings.ISPBILL_DISPATCH_THREADS, thread_name_prefix="dispatch")
     try:
         while not stop.is_set():
             try:
                 now = clock.now()
                 if leadership.acquire(now):
                     scheduler.run_due_jobs(now)
-                result = outbox.dispatch(now=clock.now(), worker_id=worker_id, limit=200)
+                result = outbox.dispatch(now=clock.now(), worker_id=worker_id, limit=200, pool=pool)
                 if result.claimed:
                     continue  # more may be waiting
             except Exception:
@@ -32,6 +36,7 @@ def run_forever(stop: threading.Event, *, poll_seconds: float = 1.0, worker_id: 
                 close_old_connections()
             stop.wait(poll_seconds)
     finally:
+        pool.shutdown(wait=True)
         try:
             leadership.release()
         except Exception:

@@ -20,11 +20,12 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import IntegrityError, close_old_connections, transaction
+from django.db.models import F, Q
 
 from ispbill.worker.models import OutboxItem, OutboxState
 
@@ -126,15 +127,22 @@ def claim(*, now: datetime, worker_id: str, limit: int = 100, ids: list[int] | N
         if topics is not None:
             qs = qs.filter(topic__in=topics)
         rows = list(qs.select_for_update(skip_locked=True).order_by("next_attempt_at", "id")[:limit])
+        if not rows:
+            return []
+        locked_until = now + lease
+        # One UPDATE for the whole batch; the rows are locked, so the in-memory copies
+        # can be advanced the same way.
+        OutboxItem.objects.filter(pk__in=[r.pk for r in rows]).update(
+            state=OutboxState.IN_FLIGHT, attempts=F("attempts") + 1, locked_until=locked_until, locked_by=worker_id
+        )
         claimed = []
         for row in rows:
             reclaimed = row.state == OutboxState.IN_FLIGHT
             row.state = OutboxState.IN_FLIGHT
             row.attempts += 1
-            row.locked_until = now + lease
+            row.locked_until = locked_until
             row.locked_by = worker_id
             claimed.append((row, reclaimed))
-        OutboxItem.objects.bulk_update(rows, ["state", "attempts", "locked_until", "locked_by"])
     return claimed
 
 
@@ -224,23 +232,45 @@ class DispatchResult:
             self.retried += 1
 
 
-def dispatch(*, now: datetime, worker_id: str | None = None, limit: int = 100, ids: list[int] | None = None, topics: list[str] | None = None) -> DispatchResult:
-    """Claim and perform one batch of ready items."""
+def dispatch(
+    *, now: datetime, worker_id: str | None = None, limit: int = 100, ids: list[int] | None = None,
+    topics: list[str] | None = None, pool: "ThreadPoolExecutor | None" = None,
+) -> DispatchResult:
+    """Claim and perform one batch of ready items.
+
+    With ``pool`` the batch's items run concurrently on its threads (each thread has its
+    own database connection), so slow providers overlap; without it they run here, in
+    order. Items are independent side effects, so their order never matters.
+    """
     worker_id = worker_id or default_worker_id()
     result = DispatchResult()
     started = time.monotonic()
     lease = settings.ISPBILL_OUTBOX_LEASE_SECONDS
-    for item, reclaimed in claim(now=now, worker_id=worker_id, limit=limit, ids=ids, topics=topics):
+
+    def run(pair) -> str | None:
+        item, reclaimed = pair
         # A slow batch must not outlive its lease: once most of it has been spent, the
         # rest may soon belong to another worker, so they are left for whoever holds them.
         if time.monotonic() - started > lease * 0.8:
+            return None
+        try:
+            return perform(item, reclaimed=reclaimed, now=now, worker_id=worker_id)
+        finally:
+            if pool is not None:
+                close_old_connections()  # a pool thread drops a broken or expired connection
+
+    claimed = claim(now=now, worker_id=worker_id, limit=limit, ids=ids, topics=topics)
+    for state in (pool.map(run, claimed) if pool is not None else map(run, claimed)):
+        if state is None:
             result.expired += 1
-            continue
-        result.add(perform(item, reclaimed=reclaimed, now=now, worker_id=worker_id))
+        else:
+            result.add(state)
     return result
 
 
-def drain(*, now: datetime, worker_id: str | None = None, max_rounds: int = 10_000) -> DispatchResult:
+def drain(
+    *, now: datetime, worker_id: str | None = None, max_rounds: int = 10_000, pool: "ThreadPoolExecutor | None" = None
+) -> DispatchResult:
     """Dispatch until nothing is ready as of ``now`` (retries scheduled later wait).
 
     A retried row is scheduled at least a second after ``now``, so each ready row is
@@ -248,7 +278,7 @@ def drain(*, now: datetime, worker_id: str | None = None, max_rounds: int = 10_0
     """
     total = DispatchResult()
     for _ in range(max_rounds):
-        r = dispatch(now=now, worker_id=worker_id, limit=200)
+        r = dispatch(now=now, worker_id=worker_id, limit=200, pool=pool)
         if r.claimed == 0:
             break
         total.done += r.done

@@ -64,7 +64,7 @@ def test_create_get_list_and_patch_a_subscriber(api, basic):
         "address": "House 5, Road 3", "area": "Mirpur", "pppoe_username": "rahim", "package": basic.pk,
         "status": "active", "activated_on": "2026-11-25",  # today in Dhaka by the fixed clock
         "billing_mode": "", "grace_days_override": None, "never_suspend": False, "language": "", "notes": "",
-        "billed_through": None, "balance": "0.00",
+        "billed_through": None, "balance": "0.00", "router": None,
     }
     assert api.get(f"/subscribers/{sid}").json() == created
     other = create(api, basic, name="Karim", pppoe_username="karim", phone="+8801812345678", area="Uttara")

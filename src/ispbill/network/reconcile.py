@@ -1,0 +1,336 @@
+"""Reconciliation: compare a router with the billing system, repair drift, report leakage.
+
+One run per router: read what the router enforces (PPP secrets, active sessions, the
+suspended address list) through its driver; build what it should enforce from the
+database (one query); compare (:func:`ispbill.network.drift.diff`); put drifted
+subscribers back in their desired state with the driver's bulk operations; remember each
+subscriber's session address (for the captive page); and record a :class:`ReconcileRun`
+holding the leakage report:
+
+* ``online_unpaid``: online though suspended in billing, and not walled off;
+* ``unknown_on_router``: secrets no subscriber assigned to this router accounts for;
+* ``paid_but_suspended``: active in billing but restricted on the router (suspended
+  profile, on the suspended address list, or the secret disabled);
+* ``missing_on_router``: subscribers assigned to the router with no secret on it.
+
+A router that cannot be read gets a run with ``error`` and is marked unhealthy; nothing
+else changes, and the next run after it comes back converges.
+
+Repairs race with the outbox: a payment may restore a subscriber while a run is about to
+suspend them. Each subscriber's state generation is read with the desired state; a
+subscriber whose state changed since is left to its own enforcement action, and one that
+changed while the repair ran is put back to its new desired state straight away.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+
+from ispbill.core.db import chunks, id_chunks, in_ids, is_postgres
+from ispbill.network.connections import driver_for
+from ispbill.network.drift import Desired, diff
+from ispbill.network.drivers.base import BulkResult, Driver, DriverError, RouterState, RouterUnavailable, Target
+from ispbill.network.handlers import mark_router
+from ispbill.network.choices import NetState
+from ispbill.network.models import NetworkState, ReconcileRun, Router
+from ispbill.subscribers.choices import SubscriberStatus
+from ispbill.subscribers.models import Subscriber
+
+log = logging.getLogger("ispbill.network")
+
+_BLOCKED_STATUSES = (SubscriberStatus.SUSPENDED, SubscriberStatus.DISABLED)
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One subscriber on the router, as the database has it at the start of the run."""
+
+    subscriber_id: int
+    username: str
+    profile: str
+    suspended: bool
+    generation: int | None  # None: no NetworkState row yet
+    applied: str | None
+    address: str
+
+    @property
+    def key(self) -> tuple[bool, int | None]:
+        return (self.suspended, self.generation)
+
+
+def _wants_suspended(status: str, desired: str | None) -> bool:
+    return desired == NetState.SUSPENDED or status in _BLOCKED_STATUSES
+
+
+def _load(router_id: int, ids: Sequence[int] | None = None) -> dict[int, _Row]:
+    """This router's subscribers (or just ``ids`` of them) with their desired state: one
+    query (per id chunk when ``ids`` is given)."""
+    fields = (
+        "id", "pppoe_username", "status", "package__router_profile", "network__desired", "network__generation",
+        "network__applied", "network__address",
+    )
+    base = Subscriber.objects.filter(router_id=router_id).order_by()
+    parts = [base] if ids is None else [base.filter(pk__in=list(part)) for part in id_chunks(ids, reserve_params=1)]
+    rows: dict[int, _Row] = {}
+    for qs in parts:
+        for sid, username, status, profile, desired, generation, applied, address in qs.values_list(*fields):
+            rows[sid] = _Row(
+                sid, username, profile or "default", _wants_suspended(status, desired), generation, applied, address or ""
+            )
+    return rows
+
+
+def _changed_since(router_id: int, before: dict[int, _Row], ids: Iterable[int]) -> dict[int, _Row | None]:
+    """Of ``ids``, those whose desired state or generation is no longer what ``before``
+    holds (or who left the router): id → the row now (None if gone)."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    now_rows = _load(router_id, ids)
+    return {sid: now_rows.get(sid) for sid in ids if now_rows.get(sid) is None or now_rows[sid].key != before[sid].key}
+
+
+# --- set-based writes -------------------------------------------------------------------
+
+
+def _table() -> str:
+    return connection.ops.quote_name(NetworkState._meta.db_table)
+
+
+def _ts(value: datetime):
+    return value if is_postgres() else connection.ops.adapt_datetimefield_value(value)
+
+
+def _create_missing_states(rows: Iterable[_Row]) -> None:
+    missing = [
+        NetworkState(subscriber_id=r.subscriber_id, desired=NetState.SUSPENDED if r.suspended else NetState.ACTIVE)
+        for r in rows
+        if r.generation is None
+    ]
+    if missing:
+        NetworkState.objects.bulk_create(missing, batch_size=2000, ignore_conflicts=True)
+
+
+def _set_addresses(pairs: Sequence[tuple[int, str]], now: datetime) -> None:
+    """``(subscriber_id, address)`` pairs; ``address_seen_at`` becomes ``now``."""
+    if not pairs:
+        return
+    with connection.cursor() as cursor:
+        if is_postgres():
+            for part in chunks(pairs, 50_000):
+                cursor.execute(
+                    f"UPDATE {_table()} AS n SET address = v.address, address_seen_at = %s "
+                    "FROM unnest(%s::bigint[], %s::text[]) AS v(sid, address) WHERE n.subscriber_id = v.sid",
+                    [now, [p[0] for p in part], [p[1] for p in part]],
+                )
+        else:
+            cursor.executemany(
+                f"UPDATE {_table()} SET address = %s, address_seen_at = %s WHERE subscriber_id = %s",
+                [(address, _ts(now), sid) for sid, address in pairs],
+            )
+
+
+def _clear_addresses(ids: Sequence[int]) -> None:
+    with connection.cursor() as cursor:
+        for part in id_chunks(ids):
+            clause, params = in_ids("subscriber_id", part)
+            cursor.execute(f"UPDATE {_table()} SET address = '' WHERE {clause}", params)
+
+
+def _set_applied(pairs: Sequence[tuple[int, int]], value: str, now: datetime) -> None:
+    """``(subscriber_id, generation)`` pairs: applied = ``value`` where the generation
+    is still the one the run saw."""
+    if not pairs:
+        return
+    with connection.cursor() as cursor:
+        if is_postgres():
+            for part in chunks(pairs, 50_000):
+                cursor.execute(
+                    f"UPDATE {_table()} AS n SET applied = %s, applied_at = %s "
+                    "FROM unnest(%s::bigint[], %s::bigint[]) AS v(sid, gen) "
+                    "WHERE n.subscriber_id = v.sid AND n.generation = v.gen",
+                    [value, now, [p[0] for p in part], [p[1] for p in part]],
+                )
+        else:
+            cursor.executemany(
+                f"UPDATE {_table()} SET applied = %s, applied_at = %s WHERE subscriber_id = %s AND generation = %s",
+                [(value, _ts(now), sid, gen) for sid, gen in pairs],
+            )
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+def _repair(driver: Driver, suspend: list[Target], restore: list[Target]) -> tuple[BulkResult, BulkResult]:
+    done_suspend = driver.bulk_suspend(suspend) if suspend else BulkResult()
+    done_restore = driver.bulk_restore(restore) if restore else BulkResult()
+    return done_suspend, done_restore
+
+
+def _addresses(rows: dict[int, _Row], state: RouterState) -> dict[int, str]:
+    """Where each subscriber on the router can be found now: the address of their live
+    session or, failing that, an entry this system put on the suspended address list for
+    them (unless a live session holds that address now)."""
+    live = {s.address for s in state.active.values() if s.address}
+    by_name = {r.username: r.subscriber_id for r in rows.values()}
+    found: dict[int, str] = {}
+    for name, session in state.active.items():
+        sid = by_name.get(name)
+        if sid is not None and session.address:
+            found[sid] = session.address
+    for address, entry in state.suspended.items():
+        if entry.comment.isdigit() and address not in live:
+            sid = int(entry.comment)
+            if sid in rows and sid not in found:
+                found[sid] = address
+    return found
+
+
+def reconcile_router(router: Router, *, now: datetime, repair: bool = True) -> ReconcileRun:
+    """Compare ``router`` with the database, repair drift (unless ``repair`` is False)
+    and return the recorded :class:`ReconcileRun`."""
+    started = time.monotonic()
+    run = ReconcileRun(router=router, started_at=now)
+
+    def finish() -> ReconcileRun:
+        run.finished_at = now + timedelta(seconds=time.monotonic() - started)
+        run.save()
+        return run
+
+    try:
+        driver = driver_for(router)
+        state = driver.read_state()
+    except RouterUnavailable as exc:
+        run.error = f"router unavailable ({exc.reason}): {exc.message}"[:4000]
+        mark_router(router, now=now, error=f"{exc.reason}: {exc.message}")
+        log.warning("reconcile %s: %s", router.name, run.error)
+        return finish()
+    except Exception as exc:  # a refused read, a bad stored secret, no driver for the method
+        run.error = f"cannot read the router: {exc}"[:4000]
+        mark_router(router, now=now, error=run.error)
+        log.warning("reconcile %s: %s", router.name, run.error)
+        return finish()
+    mark_router(router, now=now)
+
+    rows = _load(router.pk)
+    desired = [Desired(r.subscriber_id, r.username, r.profile, r.suspended) for r in rows.values()]
+    drift = diff(desired, state, suspended_profile=router.suspended_profile)
+
+    blocked_comments = {e.comment for e in state.suspended.values() if e.comment}
+    restricted = {t.subscriber_id for t in drift.to_restore if _restricted(t, state, router, blocked_comments)}
+    disabled = []  # active in billing, but the secret is disabled on the router: reported, not repaired
+    for d in desired:
+        secret = state.secrets.get(d.username)
+        if not d.suspended and secret is not None and secret.disabled and d.subscriber_id not in restricted:
+            disabled.append(d)
+    run.secrets = len(state.secrets)
+    run.online = len(state.active)
+    run.online_unpaid = [d.username for d in drift.online_unpaid]
+    run.unknown_on_router = list(drift.unknown_on_router)
+    run.paid_but_suspended = [t.username for t in drift.to_restore if t.subscriber_id in restricted] + [
+        d.username for d in disabled
+    ]
+    run.missing_on_router = [d.username for d in drift.missing_on_router]
+
+    drifted = {t.subscriber_id for t in (*drift.to_suspend, *drift.to_restore)}
+    ok: dict[int, bool] = {}  # subscriber id → suspended state now on the router
+    errors: list[str] = []
+    if repair and drifted:
+        moved = _changed_since(router.pk, rows, drifted)
+        suspend = [t for t in drift.to_suspend if t.subscriber_id not in moved]
+        restore = [t for t in drift.to_restore if t.subscriber_id not in moved]
+        try:
+            done_suspend, done_restore = _repair(driver, suspend, restore)
+            for sid in done_suspend.ok:
+                ok[sid] = True
+            for sid in done_restore.ok:
+                ok[sid] = False
+            failed = {**done_suspend.failed, **done_restore.failed}
+            # A payment (or staff) may have changed someone while the repair ran.
+            again = _changed_since(router.pk, rows, list(ok))
+            if again:
+                fix_suspend = [_target(r) for r in again.values() if r is not None and r.suspended]
+                fix_restore = [_target(r) for r in again.values() if r is not None and not r.suspended]
+                fixed_suspend, fixed_restore = _repair(driver, fix_suspend, fix_restore)
+                failed.update(fixed_suspend.failed)
+                failed.update(fixed_restore.failed)
+                for sid in again:
+                    ok.pop(sid, None)
+        except DriverError as exc:
+            failed = {}
+            message = exc.message if isinstance(exc, RouterUnavailable) else str(exc)
+            errors.append(f"repair stopped: {message}")
+            mark_router(router, now=now, error=message)
+        if failed:
+            names = {r.subscriber_id: r.username for r in rows.values()}
+            first = next(iter(failed.items()))
+            errors.append(f"{len(failed)} repairs failed (first: {names.get(first[0], first[0])}: {first[1]})")
+        if moved:
+            log.info("reconcile %s: %d subscribers changed during the run; left to their enforcement actions",
+                     router.name, len(moved))
+    run.repaired = len(ok)
+    run.error = "; ".join(errors)[:4000]
+
+    # What the database learns: who is where, and what is applied.
+    addresses = _addresses(rows, state)
+    set_pairs = [(sid, address) for sid, address in addresses.items()]
+    clear = [r.subscriber_id for r in rows.values() if r.address and r.subscriber_id not in addresses]
+    in_sync = [r for r in rows.values() if r.subscriber_id not in drifted and r.username in state.secrets]
+    applied_suspended = [(r.subscriber_id, r.generation or 0) for r in in_sync if r.suspended and r.applied != NetState.SUSPENDED]
+    applied_active = [(r.subscriber_id, r.generation or 0) for r in in_sync if not r.suspended and r.applied != NetState.ACTIVE]
+    for sid, suspended in ok.items():
+        (applied_suspended if suspended else applied_active).append((sid, rows[sid].generation or 0))
+    with transaction.atomic():
+        _create_missing_states(rows.values())
+        _set_addresses(set_pairs, now)
+        _clear_addresses(clear)
+        _set_applied(applied_suspended, NetState.SUSPENDED, now)
+        _set_applied(applied_active, NetState.ACTIVE, now)
+        finish()
+    log.info(
+        "reconcile %s: %d secrets, %d online, %d online unpaid, %d unknown, %d paid but suspended, %d missing, %d repaired",
+        router.name, run.secrets, run.online, len(run.online_unpaid), len(run.unknown_on_router),
+        len(run.paid_but_suspended), len(run.missing_on_router), run.repaired,
+    )
+    return run
+
+
+def _target(row: _Row) -> Target:
+    return Target(row.subscriber_id, row.username, row.profile)
+
+
+def _restricted(target: Target, state: RouterState, router: Router, blocked_comments: set[str]) -> bool:
+    """A subscriber to restore is *restricted* (rather than merely on another package's
+    profile): on the suspended profile or on the suspended address list."""
+    secret = state.secrets.get(target.username)
+    if secret is not None and secret.profile == router.suspended_profile:
+        return True
+    session = state.active.get(target.username)
+    if session is not None and session.address and session.address in state.suspended:
+        return True
+    return str(target.subscriber_id) in blocked_comments
+
+
+def reconcile_routers(*, now: datetime) -> list[ReconcileRun]:
+    """Reconcile every active router, each on its own: one failing stops no other."""
+    runs: list[ReconcileRun] = []
+    for router in Router.objects.filter(is_active=True).order_by("pk"):
+        try:
+            runs.append(reconcile_router(router, now=now))
+        except Exception as exc:  # a bug or a database hiccup for this router only
+            log.exception("reconcile %s failed", router.name)
+            try:
+                runs.append(
+                    ReconcileRun.objects.create(
+                        router=router, started_at=now, finished_at=now, error=f"reconcile failed: {exc}"[:4000]
+                    )
+                )
+            except Exception:
+                log.exception("could not record the failed reconcile of %s", router.name)
+    return runs
