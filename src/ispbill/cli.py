@@ -1,6 +1,6 @@
 """The ``ispbill`` command.
 
-    ispbill serve [--host H] [--port P]   web + worker in one process group
+    ispbill serve [--host H] [--port P] [--demo-router]   web + worker (+ simulated demo router)
     ispbill web [--host H] [--port P]     web only (workers run elsewhere)
     ispbill worker                        scheduler + outbox dispatcher
     ispbill migrate                       create/upgrade the database
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -208,8 +209,30 @@ def cmd_web(args) -> int:
     return 0  # pragma: no cover
 
 
+def _demo_router_port() -> int:
+    # The demo data's router (ispbill.demo.data) reads the same variable, same default.
+    return int(os.environ.get("ISPBILL_DEMO_ROUTER_PORT", "") or "18728")
+
+
+def _wait_until_listening(port: int, child: subprocess.Popen, *, timeout: float, stopping) -> None:
+    """Wait until ``child`` accepts connections on 127.0.0.1:``port`` (or exits, or a stop
+    is requested, or ``timeout`` passes: the caller's loop deals with each)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and child.poll() is None and not stopping():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+
+
 def cmd_serve(args) -> int:
-    """Run ``web`` and ``worker`` as children; if either stops, stop both."""
+    """Run ``web`` and ``worker`` as children; if either stops, stop both.
+
+    ``--demo-router`` first starts a simulated MikroTik (``ispbill.sim.routeros``) for the
+    demo data's router, loaded with its subscribers' accounts from the database, and waits
+    until it listens, so the worker's first pass already reaches it.
+    """
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ispbill.settings")
     me = [sys.executable, "-m", "ispbill.cli"]
     children: list[subprocess.Popen] = []
@@ -226,11 +249,21 @@ def cmd_serve(args) -> int:
     # Handlers first, so a signal that arrives while the children start still stops them.
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    children.append(subprocess.Popen(me + ["web", "--host", args.host, "--port", str(args.port)]))
-    children.append(subprocess.Popen(me + ["worker"]))
+    extra = ""
+    if args.demo_router:
+        port = _demo_router_port()
+        children.append(subprocess.Popen([
+            sys.executable, "-m", "ispbill.sim.routeros", "--host", "127.0.0.1", "--port", str(port),
+            "--user", "admin:admin", "--from-database", "demo-router",
+        ]))
+        _wait_until_listening(port, children[0], timeout=30, stopping=lambda: stopping_since is not None)
+        extra = f"; simulated demo router on 127.0.0.1:{port}"
+    if all(c.poll() is None for c in children):  # else the loop below reports the child that failed
+        children.append(subprocess.Popen(me + ["web", "--host", args.host, "--port", str(args.port)]))
+        children.append(subprocess.Popen(me + ["worker"]))
     if stopping_since is not None:
         stop()
-    print(f"ispbill serving on http://{args.host}:{args.port}/ (worker running); Ctrl-C to stop", flush=True)
+    print(f"ispbill serving on http://{args.host}:{args.port}/ (worker running{extra}); Ctrl-C to stop", flush=True)
     code = 0
     while True:
         for child in children:
@@ -260,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--host", default=os.environ.get("ISPBILL_HOST", "127.0.0.1"))
         p.add_argument("--port", type=int, default=int(os.environ.get("ISPBILL_PORT", "8000")))
+        if name == "serve":
+            p.add_argument("--demo-router", action="store_true",
+                           help="also run a simulated MikroTik for the demo data's router (port $ISPBILL_DEMO_ROUTER_PORT, default 18728)")
         p.set_defaults(func=fn)
     p = sub.add_parser("worker", help="scheduler and outbox dispatcher")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between polls when idle")

@@ -6,6 +6,7 @@ from django.views.generic import TemplateView
 from ispbill.api.v1 import api
 from ispbill.payments import views as payments
 from ispbill.portal import views as portal
+from ispbill.portal import captive
 
 
 def health(request):
@@ -25,6 +26,6 @@ urlpatterns = [
     path("pay/<str:token>/start", portal.start_payment, name="pay-start"),
     path("webhooks/sslcommerz/ipn", payments.sslcommerz_ipn, name="webhook-sslcommerz-ipn"),
     path("webhooks/bkash", payments.bkash_sns, name="webhook-bkash"),
-    path("portal", portal.captive_page, name="captive"),
-    path("portal/", portal.captive_page),
+    path("portal", captive.captive_page, name="captive"),
+    path("portal/", captive.captive_page),
 ]

@@ -4,7 +4,15 @@ from django.shortcuts import get_object_or_404
 from ninja import Header, Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
-from ispbill.api.schemas import ErrorOut, PaymentIn, PaymentOut
+from ispbill.api.schemas import (
+    ErrorOut,
+    PaymentIn,
+    PaymentMatchIn,
+    PaymentOut,
+    PaymentRefundIn,
+    PaymentRefundOut,
+    PaymentRejectIn,
+)
 from ispbill.core import clock
 from ispbill.core.money import format_amount
 from ispbill.payments import selectors, services
@@ -17,9 +25,24 @@ def out(p: Payment) -> dict:
     return {
         "id": p.pk, "subscriber": p.subscriber_id, "amount": format_amount(p.amount_paisa), "currency": p.currency,
         "method": p.method, "status": p.status, "reference": p.reference, "received_at": p.received_at,
-        "allocations": [
-            {"invoice": e.invoice_id, "amount": format_amount(-e.amount_paisa)} for e in p.ledger_entries.all()
-        ],
+        "allocations": _allocations(p), "gateway": p.gateway, "transaction_id": p.transaction_id,
+        "method_label": p.method_label, "review_reason": p.review_reason, "refunded": format_amount(p.refunded_paisa),
+    }
+
+
+def _allocations(p: Payment) -> list[dict]:
+    """Where the payment's money is now, per invoice (None: unapplied credit), net of
+    refunds; in the order it was first applied."""
+    net: dict[int | None, int] = {}
+    for e in p.ledger_entries.all():
+        net[e.invoice_id] = net.get(e.invoice_id, 0) - e.amount_paisa
+    return [{"invoice": invoice, "amount": format_amount(amount)} for invoice, amount in net.items() if amount]
+
+
+def refund_out(r) -> dict:
+    return {
+        "id": r.pk, "payment": r.payment_id, "amount": format_amount(r.amount_paisa), "reason": r.reason,
+        "status": r.status, "gateway_refund_id": r.gateway_refund_id, "created_at": r.created_at,
     }
 
 
@@ -44,3 +67,35 @@ def record_payment(request, payload: PaymentIn, idempotency_key: str | None = He
 @router.get("/{payment_id}", response={200: PaymentOut, 404: ErrorOut})
 def get_payment(request, payment_id: int):
     return out(get_object_or_404(selectors.payment_list(), pk=payment_id))
+
+
+# -- the exceptions queue (GET /payments?status=needs_review) -----------------------------
+
+@router.post("/{payment_id}/match", response={200: PaymentOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})
+def match_payment(request, payment_id: int, payload: PaymentMatchIn):
+    """Apply a payment held for review to a subscriber: allocated like any payment,
+    receipt sent, service restored when nothing overdue remains."""
+    services.match_payment(payment_id=payment_id, subscriber_id=payload.subscriber, note=payload.note,
+                           now=clock.now(), user=request.user)
+    return out(get_object_or_404(selectors.payment_list(), pk=payment_id))
+
+
+@router.post("/{payment_id}/reject", response={200: PaymentOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})
+def reject_payment(request, payment_id: int, payload: PaymentRejectIn):
+    """Refuse a payment held for review (no ledger entry); refund it if money moved."""
+    services.reject_payment(payment_id=payment_id, reason=payload.reason, now=clock.now(), user=request.user)
+    return out(get_object_or_404(selectors.payment_list(), pk=payment_id))
+
+
+@router.post(
+    "/{payment_id}/refund",
+    response={201: PaymentRefundOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut, 501: ErrorOut, 502: ErrorOut, 503: ErrorOut},
+)
+def refund_payment(request, payment_id: int, payload: PaymentRefundIn):
+    """Refund through the gateway (bKash, SSLCommerz; Nagad has no refund API: 501) and
+    take the money back on the ledger: unapplied credit first, then the newest invoices
+    the payment paid. A payment never credited (needs review, rejected) is refunded in full."""
+    refund = services.refund_payment(payment_id=payment_id, amount=payload.amount, reason=payload.reason,
+                                     now=clock.now(), user=request.user)
+    payment = get_object_or_404(selectors.payment_list(), pk=payment_id)
+    return Status(201, {"refund": refund_out(refund), "payment": out(payment)})

@@ -199,14 +199,66 @@ class AllocationOut(Schema):
 
 class PaymentOut(Schema):
     id: int
-    subscriber: int
+    subscriber: int | None = Field(description="null for a gateway payment not matched to a subscriber yet")
     amount: MoneyOut
     currency: str
     method: str
-    status: str
+    status: Literal["completed", "needs_review", "rejected", "refunded", "partially_refunded"]
     reference: str
     received_at: datetime
     allocations: list[AllocationOut]
+    gateway: str = Field(description="bkash, nagad, sslcommerz; empty for cash and manual payments")
+    transaction_id: str | None
+    method_label: str = Field(description='how the customer paid, e.g. "bKash", "Rocket", "Visa"')
+    review_reason: str = Field(description="why the payment waits for staff (status needs_review)")
+    refunded: MoneyOut
+
+
+class PaymentMatchIn(InputSchema):
+    subscriber: int
+    note: str = Field("", max_length=200)
+
+
+class PaymentRejectIn(InputSchema):
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class PaymentRefundIn(InputSchema):
+    amount: Amount
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class RefundOut(Schema):
+    id: int
+    payment: int
+    amount: MoneyOut
+    reason: str
+    status: Literal["completed", "pending"]
+    gateway_refund_id: str
+    created_at: datetime
+
+
+class PaymentRefundOut(Schema):
+    refund: RefundOut
+    payment: PaymentOut
+
+
+class WebhookOut(Schema):
+    id: int
+    gateway: str
+    kind: Literal["callback", "ipn", "sns"]
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: str
+    source_ip: str | None
+    received_at: datetime
+    outcome: Literal["received", "accepted", "duplicate", "rejected", "error"]
+    outcome_detail: str
+    processed_at: datetime | None
+    replays: int
+    attempt: str | None = Field(description="our payment attempt reference")
+    payment: int | None
 
 
 class SettingsOut(Schema):

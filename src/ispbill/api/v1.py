@@ -77,6 +77,10 @@ api.add_router("/settings", settings.router)
 api.add_router("/messages", messages.router)
 api.add_router("/message-templates", messages.templates)
 
+from ispbill.api import webhooks  # noqa: E402
+
+api.add_router("/webhooks", webhooks.router)
+
 from ispbill.api import routers  # noqa: E402
 
 api.add_router("/routers", routers.router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from ispbill.network.choices import EnforcementMethod
@@ -29,6 +30,25 @@ def _routeros(router: Router) -> Driver:
 
 
 register_method(EnforcementMethod.ROUTEROS, _routeros)
+
+
+def _radius(router: Router) -> Driver:
+    """FreeRADIUS's SQL database (``RADIUS_DATABASE_URL``) plus RFC 5176 to the NAS at
+    ``router.host:router.coa_port``."""
+    from ispbill.network.drivers.radius import RadiusDriver
+
+    url = os.environ.get("RADIUS_DATABASE_URL", "").strip()
+    if not url:
+        raise RuntimeError(
+            f"router '{router.name}' uses RADIUS enforcement, but RADIUS_DATABASE_URL is not set "
+            "(postgresql://… or sqlite:///… of the FreeRADIUS database)"
+        )
+    return RadiusDriver(
+        url, router.host, router.coa_port, router.radius_secret, address_list=router.suspended_address_list or "suspended"
+    )
+
+
+register_method(EnforcementMethod.RADIUS, _radius)
 
 
 def driver_for(router: Router) -> Driver:

@@ -7,9 +7,9 @@ import logging
 from django.db.models import F
 
 from ispbill.network import services
-from ispbill.network.choices import ActionKind, ActionStatus
+from ispbill.network.choices import ActionKind, ActionStatus, NetState
 from ispbill.network.connections import driver_for
-from ispbill.network.drivers.base import RouterCommandError, RouterUnavailable, Target
+from ispbill.network.drivers.base import Driver, DriverError, RouterCommandError, RouterUnavailable, Target
 from ispbill.network.models import EnforcementAction, NetworkState, Router
 from ispbill.worker import outbox
 
@@ -58,3 +58,25 @@ def enforce(item, attempt) -> None:
         raise outbox.PermanentFailure(f"router refused: {exc.message}") from None
     mark_router(router, now=now)
     services.record_applied(action, now=now)
+    _reassert_if_overtaken(action, target, driver)
+
+
+def _reassert_if_overtaken(action: EnforcementAction, target: Target, driver: Driver) -> None:
+    """The generation check above runs before this action's commands reach the router. A
+    newer action (a payment's restore) requested meanwhile may have run to the end first,
+    and then this action's writes undid it. So once done, look again: if a newer state is
+    wanted, put it back (idempotent when it is already there). Should the router fail
+    now, the reconcile job repairs the drift."""
+    newest = (
+        NetworkState.objects.filter(subscriber_id=action.subscriber_id).values_list("generation", "desired").first()
+    )
+    if newest is None or newest[0] <= action.generation:
+        return
+    try:
+        if newest[1] == NetState.SUSPENDED:
+            driver.suspend(target)
+        else:
+            driver.restore(target)
+    except DriverError as exc:
+        log.warning("%s overtaken by generation %s while applied; re-applying %s failed: %s",
+                    action, newest[0], newest[1], exc)

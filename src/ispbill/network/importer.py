@@ -26,7 +26,7 @@ from ispbill.subscribers.services import create_subscriber
 
 # A Bangladeshi mobile number inside free text: 01[3-9] + 8 digits, optionally +88/88/0088
 # first, with the usual separators. Digits either side must not continue the number.
-_PHONE_IN_TEXT = re.compile(r"(?<![\d+])(?:\+?88|0088)?[\s\-]?0?1[3-9](?:[\s\-]?\d){8}(?!\d)")
+_PHONE_IN_TEXT = re.compile(r"(?<![\d+])(?:(?:\+|00)?88[\s\-]?)?0?[\s\-]?1[3-9](?:[\s\-]?\d){8}(?!\d)")
 _NAME_TRIM = " \t-_,;:|/()[]"
 
 
@@ -87,7 +87,8 @@ def phone_in(text: str) -> tuple[str, str] | None:
             phone = normalize_bd_mobile(match.group(0))
         except PhoneError:
             continue
-        rest = (text[: match.start()] + " " + text[match.end() :]).strip()
+        rest = text[: match.start()] + " " + text[match.end() :]
+        rest = re.sub(r"\(\s*\)|\[\s*\]", " ", rest)  # brackets the number stood in
         return phone, re.sub(r"\s+", " ", rest).strip(_NAME_TRIM)
     return None
 

@@ -243,11 +243,12 @@ def ensure_schema(url: str) -> None:
     from ispbill.network.drivers.radius import RadiusDatabase
 
     db = RadiusDatabase(url)
-    conn = db.connect()
+    conn = db.connect(create=True)
     try:
-        with conn:  # sqlite3 and psycopg: commit on success, roll back on error
-            cur = conn.cursor()
-            for sql in statements(db.dialect):
-                cur.execute(sql)
+        cur = conn.cursor()
+        cur.execute("BEGIN")  # the connection autocommits; all tables or none
+        for sql in statements(db.dialect):
+            cur.execute(sql)
+        cur.execute("COMMIT")
     finally:
         conn.close()

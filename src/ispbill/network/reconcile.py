@@ -108,13 +108,27 @@ def _ts(value: datetime):
 
 
 def _create_missing_states(rows: Iterable[_Row]) -> None:
+    """A NetworkState row for every subscriber without one (desired from their status);
+    one that appears meanwhile (a suspension in another process) is left as it is."""
     missing = [
-        NetworkState(subscriber_id=r.subscriber_id, desired=NetState.SUSPENDED if r.suspended else NetState.ACTIVE)
-        for r in rows
-        if r.generation is None
+        (r.subscriber_id, NetState.SUSPENDED if r.suspended else NetState.ACTIVE) for r in rows if r.generation is None
     ]
-    if missing:
-        NetworkState.objects.bulk_create(missing, batch_size=2000, ignore_conflicts=True)
+    if not missing:
+        return
+    columns = "subscriber_id, desired, applied, generation, reason, address"
+    with connection.cursor() as cursor:
+        if is_postgres():
+            for part in chunks(missing, 50_000):
+                cursor.execute(
+                    f"INSERT INTO {_table()} ({columns}) SELECT v.sid, v.desired, %s, 0, '', '' "
+                    "FROM unnest(%s::bigint[], %s::text[]) AS v(sid, desired) ON CONFLICT (subscriber_id) DO NOTHING",
+                    [NetState.UNKNOWN.value, [m[0] for m in part], [m[1].value for m in part]],
+                )
+        else:
+            cursor.executemany(
+                f"INSERT INTO {_table()} ({columns}) VALUES (%s, %s, %s, 0, '', '') ON CONFLICT (subscriber_id) DO NOTHING",
+                [(sid, desired.value, NetState.UNKNOWN.value) for sid, desired in missing],
+            )
 
 
 def _set_addresses(pairs: Sequence[tuple[int, str]], now: datetime) -> None:

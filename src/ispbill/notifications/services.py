@@ -4,6 +4,13 @@ A message is queued (a :class:`Message` row plus an outbox item) in the transact
 that decides it, and sent by the ``notifications.send`` outbox handler, which renders it
 at send time (so the amount is current), checks it is still wanted, records
 ``sending`` before calling the provider and the provider's answer after.
+
+The dispatcher claims items in batches; :func:`prepare_sends` (the topic's outbox
+preparer) loads and renders a whole batch in a few queries, and each send then marks its
+message ``sending`` with one UPDATE that also checks nothing the text was rendered from
+has changed meanwhile (message still queued, subscriber, invoice, payment link, balance,
+settings). If anything has, the send does all the work again itself under the message's
+row lock, exactly as an unprepared send.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from ispbill.notifications.choices import MessageStatus, Trigger
 from ispbill.notifications.models import Message, MessageTemplate
 from ispbill.notifications.sms import sms_cost
 from ispbill.payments import links
+from ispbill.payments.models import Payment, PaymentLink
 from ispbill.subscribers.models import Subscriber
 from ispbill.worker import outbox
 
@@ -155,16 +163,22 @@ def current_settings() -> tuple[BillingSettings, DunningSettings]:
     (set by every save) differs from the one they were read at, so a change is seen by
     the very next send, as before. Callers must not modify the returned objects.
     """
+    return _stamped_settings()[1]
+
+
+def _stamped_settings() -> tuple[tuple, tuple[BillingSettings, DunningSettings]]:
+    """:func:`current_settings` and the stamp they are at least as new as (the rows'
+    ``updated_at`` as stored; contains None when a row was missing)."""
     global _settings_cache
     stamp = _settings_stamp()
     cached = _settings_cache
     if cached is not None and None not in stamp and cached[0] == stamp:
-        return cached[1]
+        return stamp, cached[1]
     rows = (BillingSettings.load(), DunningSettings.load())
     # Stamped with the value read *before* loading: a save in between only causes one
     # more reload on the next call, never a stale read.
     _settings_cache = (stamp, rows) if None not in stamp else None
-    return rows
+    return stamp, rows
 
 
 def placeholders(tpl: texts.Text) -> frozenset[str]:
@@ -172,25 +186,37 @@ def placeholders(tpl: texts.Text) -> frozenset[str]:
     return frozenset(texts._FIELD.findall(tpl.subject)) | frozenset(texts._FIELD.findall(tpl.body))
 
 
+def _needs_balance(msg: Message, fields: frozenset[str] | None) -> bool:
+    return fields is None or "balance" in fields or ("amount_due" in fields and not msg.invoice_id)
+
+
+def _needs_link(fields: frozenset[str] | None) -> bool:
+    return fields is None or "payment_link" in fields
+
+
 def context_for(
     msg: Message, *, now: datetime, fields: frozenset[str] | None = None,
     isp_settings: tuple[BillingSettings, DunningSettings] | None = None,
+    link: PaymentLink | None = None, owed: int | None = None,
 ) -> dict[str, str]:
     """Placeholder values for ``msg``. Given ``fields`` (what the template uses), values
     nothing reads are left blank instead of computed: the balance and the payment link
-    cost queries, and a payment link is only created for a message that shows it."""
+    cost queries, and a payment link is only created for a message that shows it.
+    ``link`` and ``owed`` (the ledger sum) may be passed in when already loaded."""
     sub = msg.subscriber
     billing, dunning = isp_settings or current_settings()
-    need_balance = fields is None or "balance" in fields or ("amount_due" in fields and not msg.invoice_id)
     balance = ""
-    if need_balance:
-        owed = LedgerEntry.objects.filter(subscriber_id=sub.pk).aggregate(s=Sum("amount_paisa"))["s"] or 0
+    if _needs_balance(msg, fields):
+        if owed is None:
+            owed = LedgerEntry.objects.filter(subscriber_id=sub.pk).aggregate(s=Sum("amount_paisa"))["s"] or 0
         balance = format_amount(max(owed, 0))
-    link = ""
-    if fields is None or "payment_link" in fields:
-        link = links.url_for(links.current_link(subscriber_id=sub.pk, now=now, valid_days=dunning.payment_link_days))
+    link_url = ""
+    if _needs_link(fields):
+        if link is None:
+            link = links.current_link(subscriber_id=sub.pk, now=now, valid_days=dunning.payment_link_days)
+        link_url = links.url_for(link)
     ctx = {
-        "name": sub.name, "isp_name": billing.isp_name, "hotline": billing.hotline, "payment_link": link,
+        "name": sub.name, "isp_name": billing.isp_name, "hotline": billing.hotline, "payment_link": link_url,
         "balance": balance, "amount_due": balance,
         "due_date": "", "suspension_date": "", "invoice_number": "", "amount_paid": "",
     }
@@ -206,12 +232,17 @@ def context_for(
     return ctx
 
 
+def _template_for(msg: Message) -> texts.Text:
+    return _template(msg.kind, msg.language or language_for(msg.subscriber), msg.channel)
+
+
 def render_message(
     msg: Message, *, now: datetime, isp_settings: tuple[BillingSettings, DunningSettings] | None = None,
+    tpl: texts.Text | None = None, link: PaymentLink | None = None, owed: int | None = None,
 ) -> tuple[str, str, str]:
     """(subject, text, html) for the message in its language."""
-    tpl = _template(msg.kind, msg.language or language_for(msg.subscriber), msg.channel)
-    ctx = context_for(msg, now=now, fields=placeholders(tpl), isp_settings=isp_settings)
+    tpl = tpl or _template_for(msg)
+    ctx = context_for(msg, now=now, fields=placeholders(tpl), isp_settings=isp_settings, link=link, owed=owed)
     text = texts.render(tpl.body, ctx)
     subject = texts.render(tpl.subject, ctx)
     return subject, text, texts.to_html(text) if msg.channel == Channel.EMAIL else ""
@@ -230,20 +261,187 @@ def why_not_send(msg: Message) -> str | None:
     return None
 
 
-# -- sending -----------------------------------------------------------------------------
+# -- sending ---------------------------------------------------------------------------
 
 @dataclass
 class _Prepared:
+    """A rendered message, ready to be marked "sending" and handed to its channel."""
+
+    message_id: int
+    channel: str
     subject: str
     text: str
     html: str
     recipient: str
+    encoding: str
+    segments: int | None
+    # Prepared in a batch: the UPDATE (and its WHERE parameters) that marks the message
+    # "sending" only if nothing it was rendered from has changed since.
+    guard: tuple[str, list] | None = None
 
 
-@outbox.handler(SEND_TOPIC)
-def send_message(item, attempt) -> None:
-    now = attempt.now
-    message_id = item.payload["message_id"]
+def _rendered(msg: Message, *, now: datetime, isp_settings, tpl=None, link=None, owed=None) -> _Prepared:
+    subject, text, html = render_message(msg, now=now, isp_settings=isp_settings, tpl=tpl, link=link, owed=owed)
+    encoding, segments = "", None
+    if msg.channel == Channel.SMS:
+        cost = sms_cost(text)
+        encoding, segments = cost.encoding, cost.segments
+    return _Prepared(
+        message_id=msg.pk, channel=msg.channel, subject=subject[:200], text=text, html=html,
+        recipient=recipient_for(msg.subscriber, msg.channel), encoding=encoding, segments=segments,
+    )
+
+
+def prepare_sends(items, *, now: datetime) -> dict[int, _Prepared]:
+    """The ``notifications.send`` preparer: renders a claimed batch's messages at once.
+
+    One query for the messages with their subscribers, invoices and payments, the
+    settings once, the payment links (reused or created) and balances in bulk. Only
+    messages that are simply to be sent now are prepared; anything else (not queued any
+    more, to be cancelled, held by quiet hours) is left to :func:`send_message`'s own
+    path, which decides it under the message's row lock.
+    """
+    from ispbill.core.db import id_chunks
+
+    wanted = {item.pk: item.payload.get("message_id") for item in items}
+    wanted = {pk: mid for pk, mid in wanted.items() if isinstance(mid, int)}
+    if not wanted:
+        return {}
+    stamp, isp_settings = _stamped_settings()
+    if None in stamp:
+        return {}
+    billing, dunning = isp_settings
+    release = sms_release_at(now, dunning=dunning)
+    messages: dict[int, Message] = {}
+    for part in id_chunks(sorted(set(wanted.values()))):
+        qs = Message.objects.select_related("subscriber", "invoice", "payment").filter(pk__in=part, status=MessageStatus.QUEUED)
+        messages.update((m.pk, m) for m in qs)
+    todo = []
+    for item_pk, message_id in wanted.items():
+        msg = messages.get(message_id)
+        if msg is None or why_not_send(msg) or (msg.channel == Channel.SMS and release is not None):
+            continue
+        tpl = _template_for(msg)
+        todo.append((item_pk, msg, tpl, placeholders(tpl)))
+    link_for = links.current_links(
+        subscriber_ids={m.subscriber_id for _, m, _, f in todo if _needs_link(f)}, now=now,
+        valid_days=dunning.payment_link_days,
+    )
+    owed = _balances({m.subscriber_id for _, m, _, f in todo if _needs_balance(m, f)})
+    out = {}
+    for item_pk, msg, tpl, fields in todo:
+        link = link_for[msg.subscriber_id] if _needs_link(fields) else None
+        balance = owed.get(msg.subscriber_id, 0) if _needs_balance(msg, fields) else None
+        prepared = _rendered(msg, now=now, isp_settings=isp_settings, tpl=tpl, link=link, owed=balance)
+        prepared.guard = _sending_guard(msg, stamp, link=link, owed=balance)
+        out[item_pk] = prepared
+    return out
+
+
+def _balances(subscriber_ids: set[int]) -> dict[int, int]:
+    """Ledger sums (what each subscriber owes, before clamping at zero)."""
+    from ispbill.core.db import id_chunks
+
+    out: dict[int, int] = {}
+    for part in id_chunks(sorted(subscriber_ids)):
+        rows = LedgerEntry.objects.filter(subscriber_id__in=part).values("subscriber_id").annotate(s=Sum("amount_paisa"))
+        out.update((r["subscriber_id"], r["s"] or 0) for r in rows)
+    return out
+
+
+_GUARD_SQL: dict[tuple, str] = {}
+
+
+def _sending_guard(msg: Message, stamp: tuple, *, link: PaymentLink | None, owed: int | None) -> tuple[str, list]:
+    """The UPDATE that marks a prepared message "sending" if, at that moment, the message
+    is still queued and everything its text and its cancel checks were taken from is as
+    it was: the subscriber's name, status, contact, language and grace days, the
+    invoice's status, amount due, due date and number, the payment's amount, the payment
+    link (not revoked), the balance, and both settings rows (their ``updated_at``)."""
+    shape = (connection.vendor, msg.invoice_id is not None, msg.payment_id is not None, link is not None, owed is not None)
+    sql = _GUARD_SQL.get(shape)
+    if sql is None:
+        sql = _GUARD_SQL[shape] = _guard_sql(*shape[1:])
+    sub = msg.subscriber
+    params = [
+        msg.pk, MessageStatus.QUEUED.value,
+        sub.pk, sub.status, sub.name, sub.phone, sub.email, sub.language,
+        -1 if sub.grace_days_override is None else sub.grace_days_override,
+    ]
+    if msg.invoice_id is not None:
+        inv = msg.invoice
+        due_on = Invoice._meta.get_field("due_on").get_db_prep_value(inv.due_on, connection)
+        params += [inv.pk, inv.status, inv.amount_due_paisa, due_on, inv.number]
+    if msg.payment_id is not None:
+        params += [msg.payment_id, msg.payment.amount_paisa]
+    if link is not None:
+        params += [link.pk]
+    if owed is not None:
+        params += [sub.pk, owed]
+    params += list(stamp)
+    return sql, params
+
+
+def _guard_sql(invoice: bool, payment: bool, link: bool, balance: bool) -> str:
+    qn = connection.ops.quote_name
+
+    def table(model) -> str:
+        return qn(model._meta.db_table)
+
+    def col(model, name: str) -> str:
+        return qn(model._meta.get_field(name).column)
+
+    m = Message
+    sets = ", ".join(f"{col(m, f)} = %s" for f in ("status", "sending_at", "subject", "body", "recipient", "encoding", "segments"))
+    where = [
+        f"{col(m, 'id')} = %s", f"{col(m, 'status')} = %s",
+        f"EXISTS (SELECT 1 FROM {table(Subscriber)} WHERE {col(Subscriber, 'id')} = %s AND {col(Subscriber, 'status')} = %s "
+        f"AND {col(Subscriber, 'name')} = %s AND {col(Subscriber, 'phone')} = %s AND {col(Subscriber, 'email')} = %s "
+        f"AND {col(Subscriber, 'language')} = %s AND COALESCE({col(Subscriber, 'grace_days_override')}, -1) = %s)",
+    ]
+    if invoice:
+        where.append(
+            f"EXISTS (SELECT 1 FROM {table(Invoice)} WHERE {col(Invoice, 'id')} = %s AND {col(Invoice, 'status')} = %s "
+            f"AND {col(Invoice, 'amount_due_paisa')} = %s AND {col(Invoice, 'due_on')} = %s AND {col(Invoice, 'number')} = %s)"
+        )
+    if payment:
+        where.append(
+            f"EXISTS (SELECT 1 FROM {table(Payment)} WHERE {col(Payment, 'id')} = %s AND {col(Payment, 'amount_paisa')} = %s)"
+        )
+    if link:
+        where.append(
+            f"EXISTS (SELECT 1 FROM {table(PaymentLink)} WHERE {col(PaymentLink, 'id')} = %s "
+            f"AND {col(PaymentLink, 'revoked_at')} IS NULL)"
+        )
+    if balance:
+        where.append(
+            f"(SELECT COALESCE(SUM({col(LedgerEntry, 'amount_paisa')}), 0) FROM {table(LedgerEntry)} "
+            f"WHERE {col(LedgerEntry, 'subscriber')} = %s) = %s"
+        )
+    where += [
+        f"(SELECT {col(BillingSettings, 'updated_at')} FROM {table(BillingSettings)} WHERE {col(BillingSettings, 'id')} = 1) = %s",
+        f"(SELECT {col(DunningSettings, 'updated_at')} FROM {table(DunningSettings)} WHERE {col(DunningSettings, 'id')} = 1) = %s",
+    ]
+    return f"UPDATE {table(m)} SET {sets} WHERE " + " AND ".join(where)
+
+
+def _mark_prepared_sending(prepared: _Prepared, now: datetime) -> bool:
+    """Record "sending" for a message prepared in a batch, in one statement (committed
+    on its own); False if anything it was rendered from has changed since."""
+    sql, where = prepared.guard
+    sending_at = Message._meta.get_field("sending_at").get_db_prep_save(now, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [
+            MessageStatus.SENDING.value, sending_at, prepared.subject, prepared.text, prepared.recipient,
+            prepared.encoding, prepared.segments, *where,
+        ])
+        return cursor.rowcount == 1
+
+
+def _prepare_locked(message_id: int, now: datetime) -> _Prepared | None:
+    """The unprepared path: load, check and render the message under its row lock and
+    record "sending"; None when there is nothing to send (already settled, uncertain,
+    cancelled). Raises RetryLater during quiet hours."""
     with transaction.atomic():
         # Lock the message row only: invoice and payment are nullable (LEFT JOIN), and
         # PostgreSQL refuses FOR UPDATE on the nullable side of an outer join.
@@ -253,56 +451,89 @@ def send_message(item, attempt) -> None:
             .get(pk=message_id)
         )
         if msg.status in (MessageStatus.SENT, MessageStatus.CANCELLED, MessageStatus.DEAD, MessageStatus.UNCERTAIN):
-            return
+            return None
         if msg.status == MessageStatus.SENDING:
             # An earlier attempt called the provider and never recorded the answer: it may
             # have gone out. Resending could duplicate it, so staff decide.
             msg.status = MessageStatus.UNCERTAIN
             msg.error = "the worker stopped while sending; not resent automatically (check with the subscriber, resend by hand if needed)"
             msg.save(update_fields=["status", "error"])
-            return
+            return None
         reason = why_not_send(msg)
         if reason:
             msg.status = MessageStatus.CANCELLED
             msg.error = reason
             msg.save(update_fields=["status", "error"])
-            return
+            return None
         isp_settings = current_settings()
         if msg.channel == Channel.SMS:
             release = sms_release_at(now, dunning=isp_settings[1])
             if release is not None:
                 raise outbox.RetryLater("quiet hours", after_seconds=max(1, int((release - now).total_seconds())), count_attempt=False)
-        subject, text, html = render_message(msg, now=now, isp_settings=isp_settings)
-        msg.subject, msg.body, msg.recipient = subject[:200], text, recipient_for(msg.subscriber, msg.channel)
+        prepared = _rendered(msg, now=now, isp_settings=isp_settings)
+        msg.subject, msg.body, msg.recipient = prepared.subject, prepared.text, prepared.recipient
         if msg.channel == Channel.SMS:
-            cost = sms_cost(text)
-            msg.encoding, msg.segments = cost.encoding, cost.segments
+            msg.encoding, msg.segments = prepared.encoding, prepared.segments
         msg.status = MessageStatus.SENDING
         msg.sending_at = now
         msg.save(update_fields=["subject", "body", "recipient", "encoding", "segments", "status", "sending_at"])
-    prepared = _Prepared(msg.subject, msg.body, html, msg.recipient)
-    reference = f"ispbill-{msg.pk}"
+    return prepared
+
+
+_SENT_SQL: dict[str, str] = {}
+
+
+def _mark_sent(message_id: int, now: datetime, provider_reference: str) -> None:
+    # Guarded on "sending": if the lease ran out and another worker has since marked the
+    # message uncertain, the provider's late answer is still recorded as sent.
+    sql = _SENT_SQL.get(connection.vendor)
+    if sql is None:
+        qn = connection.ops.quote_name
+        sql = _SENT_SQL[connection.vendor] = (
+            f"UPDATE {qn(Message._meta.db_table)} SET {qn('status')} = %s, {qn('sent_at')} = %s, "
+            f"{qn('provider_reference')} = %s, {qn('error')} = %s WHERE {qn('id')} = %s AND {qn('status')} IN (%s, %s)"
+        )
+    sent_at = Message._meta.get_field("sent_at").get_db_prep_save(now, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [
+            MessageStatus.SENT.value, sent_at, provider_reference, "", message_id,
+            MessageStatus.SENDING.value, MessageStatus.UNCERTAIN.value,
+        ])
+
+
+def _mark_failed(message_id: int, status: str, error: str) -> None:
+    Message.objects.filter(pk=message_id, status=MessageStatus.SENDING).update(status=status, error=error)
+
+
+@outbox.handler(SEND_TOPIC, prepare=prepare_sends)
+def send_message(item, attempt) -> None:
+    now = attempt.now
+    prepared = attempt.prepared
+    if prepared is None or not _mark_prepared_sending(prepared, now):
+        # Not prepared, or something changed since: decide and render it here.
+        prepared = _prepare_locked(item.payload["message_id"], now)
+        if prepared is None:
+            return
+    message_id = prepared.message_id
+    reference = f"ispbill-{message_id}"
     try:
-        if msg.channel == Channel.SMS:
+        if prepared.channel == Channel.SMS:
             result = sms_channel().send_sms(to=prepared.recipient, text=prepared.text, reference=reference)
         else:
             result = email_channel().send_email(
                 to=prepared.recipient, subject=prepared.subject, text=prepared.text, html=prepared.html, reference=reference
             )
     except PermanentSendError as exc:
-        Message.objects.filter(pk=msg.pk, status=MessageStatus.SENDING).update(status=MessageStatus.DEAD, error=str(exc)[:2000])
+        error = str(exc)[:2000]
+        attempt.record_with_outcome(lambda: _mark_failed(message_id, MessageStatus.DEAD, error))
         raise outbox.PermanentFailure(str(exc)) from None
     except (TemporarySendError, Exception) as exc:
         # The provider did not take it (or we cannot tell after a timeout): back to
         # queued so the outbox retries; if attempts run out the outbox marks it dead.
-        dead = item.attempts >= item.max_attempts
-        Message.objects.filter(pk=msg.pk, status=MessageStatus.SENDING).update(
-            status=MessageStatus.DEAD if dead else MessageStatus.QUEUED, error=f"{type(exc).__name__}: {exc}"[:2000]
-        )
+        status = MessageStatus.DEAD if item.attempts >= item.max_attempts else MessageStatus.QUEUED
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        attempt.record_with_outcome(lambda: _mark_failed(message_id, status, error))
         raise
-    # Guarded on "sending": if the lease ran out and another worker has since marked the
-    # message uncertain, the provider's late answer is still recorded as sent.
-    Message.objects.filter(pk=msg.pk, status__in=(MessageStatus.SENDING, MessageStatus.UNCERTAIN)).update(
-        status=MessageStatus.SENT, sent_at=now, provider_reference=result.provider_reference[:200], error=""
-    )
-
+    # Recorded in the same commit as the outbox row's outcome.
+    reference_back = result.provider_reference[:200]
+    attempt.record_with_outcome(lambda: _mark_sent(message_id, now, reference_back))

@@ -387,7 +387,7 @@ def mark_pending(attempt: PaymentAttempt | None, *, now: datetime, error: str) -
     if attempt is None:
         return None
     with transaction.atomic():
-        attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt.pk)
+        attempt = PaymentAttempt.objects.select_for_update(no_key=True).get(pk=attempt.pk)
         if attempt.status in MONEY_MOVED_STATUSES:
             return attempt
         attempt.status = AttemptStatus.PENDING
@@ -429,7 +429,7 @@ def settle(
             raise GatewayRejected(f"{gateway} confirmed a payment without an amount", code="malformed")
         amount_paisa = to_paisa(confirmation.amount)
 
-        existing = Payment.objects.select_for_update().filter(gateway=gateway, transaction_id=transaction_id).first()
+        existing = Payment.objects.select_for_update(no_key=True).filter(gateway=gateway, transaction_id=transaction_id).first()
         if existing is not None:
             return _on_existing(existing, confirmation, attempt, review_reason=review_reason, now=now)
 
@@ -455,7 +455,7 @@ def settle(
                 )
             except Conflict:
                 # A concurrent writer recorded this transaction differently (e.g. held it).
-                existing = Payment.objects.select_for_update().get(gateway=gateway, transaction_id=transaction_id)
+                existing = Payment.objects.select_for_update(no_key=True).get(gateway=gateway, transaction_id=transaction_id)
                 return _on_existing(existing, confirmation, attempt, review_reason=review_reason, now=now)
         if not created:
             return _on_existing(payment, confirmation, attempt, review_reason=review_reason, now=now)
@@ -466,7 +466,7 @@ def settle(
 
 
 def _locked_attempt(gateway: str, confirmation: Confirmation, hint: PaymentAttempt | None) -> PaymentAttempt | None:
-    qs = PaymentAttempt.objects.select_for_update()
+    qs = PaymentAttempt.objects.select_for_update(no_key=True)
     if confirmation.reference:
         # The gateway echoes our reference: that, not the hint, decides.
         return qs.filter(gateway=gateway, reference=confirmation.reference[:20]).first()
@@ -515,7 +515,7 @@ def _hold(
         log.warning("%s payment %s held for review: %s", gateway, payment.pk, reason)
         return payment, True
     except IntegrityError:
-        existing = Payment.objects.select_for_update().filter(gateway=gateway, transaction_id=transaction_id).first()
+        existing = Payment.objects.select_for_update(no_key=True).filter(gateway=gateway, transaction_id=transaction_id).first()
         if existing is None:
             raise
         return existing, False
@@ -590,10 +590,26 @@ def requery_attempt(*, attempt_id: int, now: datetime) -> str:
 
 
 def _requery(attempt: PaymentAttempt, *, now: datetime) -> str:
+    """Ask again about one pending attempt. Callbacks and webhooks for it that failed
+    because the gateway did not answer are processed again first (a bKash return that
+    said "success" must still be executed, which a query alone never does); without
+    one, the gateway is queried."""
     adapter = gateway_for(attempt.gateway)
     error = ""
+    unfinished = list(
+        InboundWebhook.objects.filter(attempt_id=attempt.pk, outcome=WebhookOutcome.ERROR).order_by("received_at", "id")
+    )
     if adapter is None:
         error = f"{attempt.gateway} is not configured"
+    elif unfinished:
+        for webhook in unfinished:
+            processed = process_inbound(webhook, now=now, replay=True)
+            if processed.outcome == WebhookOutcome.ERROR:
+                error = processed.detail
+                break
+        attempt.refresh_from_db()
+        if attempt.status != AttemptStatus.PENDING:
+            return attempt.status
     else:
         key = attempt.gateway_reference if adapter.query_key == "gateway_reference" else attempt.reference
         if not key:
@@ -620,7 +636,7 @@ def _requery(attempt: PaymentAttempt, *, now: datetime) -> str:
 
 def _reschedule(attempt_id: int, *, now: datetime, error: str) -> None:
     with transaction.atomic():
-        attempt = PaymentAttempt.objects.select_for_update().get(pk=attempt_id)
+        attempt = PaymentAttempt.objects.select_for_update(no_key=True).get(pk=attempt_id)
         if attempt.status != AttemptStatus.PENDING:
             return
         attempt.checks += 1

@@ -6,11 +6,13 @@ which ties it to one subscriber and carries its expiry and revocation.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
+from django.db import connection
 
 from ispbill.payments.models import PaymentLink
 
@@ -35,16 +37,37 @@ def url_for(link: PaymentLink) -> str:
 def current_link(*, subscriber_id: int, now: datetime, valid_days: int, min_remaining_days: int = 7) -> PaymentLink:
     """A link for the subscriber valid for at least ``min_remaining_days`` more days;
     reuses the newest one when it still is, so reminders share a link."""
-    link = (
-        PaymentLink.objects.filter(
-            subscriber_id=subscriber_id, revoked_at__isnull=True, expires_at__gte=now + timedelta(days=min_remaining_days)
-        )
-        .order_by("-expires_at")
-        .first()
-    )
-    if link is None:
-        link = PaymentLink.objects.create(subscriber_id=subscriber_id, created_at=now, expires_at=now + timedelta(days=valid_days))
-    return link
+    return current_links(
+        subscriber_ids=[subscriber_id], now=now, valid_days=valid_days, min_remaining_days=min_remaining_days
+    )[subscriber_id]
+
+
+def current_links(
+    *, subscriber_ids: Iterable[int], now: datetime, valid_days: int, min_remaining_days: int = 7
+) -> dict[int, PaymentLink]:
+    """:func:`current_link` for many subscribers at once: {subscriber id: link}, in one
+    query for the links that can be reused and one insert for the missing ones."""
+    from ispbill.core.db import id_chunks
+
+    ids = sorted(set(subscriber_ids))
+    found: dict[int, PaymentLink] = {}
+    usable_until = now + timedelta(days=min_remaining_days)
+    for part in id_chunks(ids, reserve_params=2):
+        qs = PaymentLink.objects.filter(revoked_at__isnull=True, expires_at__gte=usable_until)
+        qs = qs.filter(subscriber_id=part[0]) if len(part) == 1 else qs.filter(subscriber_id__in=part)
+        for link in qs.order_by("subscriber_id", "-expires_at"):
+            found.setdefault(link.subscriber_id, link)  # the newest per subscriber
+    missing = [
+        PaymentLink(subscriber_id=sid, created_at=now, expires_at=now + timedelta(days=valid_days))
+        for sid in ids if sid not in found
+    ]
+    if len(missing) > 1 and connection.features.can_return_rows_from_bulk_insert:
+        PaymentLink.objects.bulk_create(missing)
+    else:
+        for link in missing:
+            link.save(force_insert=True)
+    found.update((link.subscriber_id, link) for link in missing)
+    return found
 
 
 def resolve(token: str, *, now: datetime) -> PaymentLink:

@@ -124,7 +124,7 @@ def _check_same(existing: Payment, *, subscriber_id: int, amount_paisa: int) -> 
 # -- the exceptions queue ----------------------------------------------------------------------
 
 def _locked_payment(payment_id: int) -> Payment:
-    payment = Payment.objects.select_for_update().filter(pk=payment_id).first()
+    payment = Payment.objects.select_for_update(no_key=True).filter(pk=payment_id).first()
     if payment is None:
         raise NotFound("payment not found", code="payment_not_found")
     return payment
@@ -213,7 +213,10 @@ def refund_payment(*, payment_id: int, amount: Decimal, reason: str, now: dateti
     adapter = gateway if gateway is not None else gateway_for(payment.gateway, required=True)
     # The gateway call happens outside any transaction (no lock held while waiting); the
     # gateway itself refuses to refund more than was paid, and the row is checked again below.
-    answer = adapter.refund(payment.transaction_id, amount, reason, gateway_reference=payment.gateway_reference or None)
+    try:
+        answer = adapter.refund(payment.transaction_id, amount, reason, gateway_reference=payment.gateway_reference or None)
+    except ValueError as exc:  # e.g. a bKash wallet payment we never had a paymentID for
+        raise DomainError(f"{exc}; refund it through the gateway's merchant portal", code="not_supported", status=501) from exc
     refunded = to_paisa(answer.get("amount") or amount)
     with transaction.atomic():
         payment = _locked_payment(payment_id)

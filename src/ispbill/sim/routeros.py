@@ -16,6 +16,7 @@ misreading of the protocol on either side.
         ...  # connect to ("127.0.0.1", sim.port)
 
     python -m ispbill.sim.routeros --host 127.0.0.1 --port 8728 --user admin:admin --latency-ms 0
+    python -m ispbill.sim.routeros --from-database demo-router   # what ``serve --demo-router`` runs
 
 Latency is a delay line, as on a distant router: each command's reply leaves ``latency``
 seconds after the command arrived. Commands on one connection are still executed in
@@ -30,6 +31,7 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import os
 import re
 import secrets as _secrets
 import signal
@@ -1182,6 +1184,86 @@ _MENUS: dict[str, tuple[str, frozenset[str]]] = {
 # ---------------------------------------------------------------------------------------
 
 
+@dataclass
+class DatabaseRouter:
+    """What a router billed by ispbill holds, rebuilt from the database (see
+    :func:`read_database_router`)."""
+
+    name: str
+    port: int
+    username: str
+    password: str
+    suspended_profile: str
+    address_list: str
+    # (subscriber id, user name, profile, online address or "", suspended as last applied)
+    accounts: list[tuple[int, str, str, str, bool]] = field(default_factory=list)
+
+
+def read_database_router(name: str) -> DatabaseRouter | None:
+    """Read the router called ``name`` and its subscribers through Django (settings from
+    the environment, as for ``ispbill``); None if there is no such router.
+
+    The simulator keeps its state in memory, so a fresh one knows no accounts. This gives
+    it what the real router would still hold across a restart: one PPP secret per
+    subscriber on the router, on the package's profile, or on the suspended profile (with
+    the address-list entry) where billing last *applied* a suspension; a live session for
+    every subscriber who is not disabled. Enforcement still queued in the outbox (the demo
+    load only queues its suspensions) is not pre-applied: the worker applies it.
+    """
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ispbill.settings")
+    import django
+
+    django.setup()
+    from ispbill.network.models import NetworkState, Router
+    from ispbill.subscribers.models import Subscriber
+
+    router = Router.objects.filter(name=name).first()
+    if router is None:
+        return None
+    out = DatabaseRouter(
+        name=router.name, port=router.port, username=router.username, password=router.password,
+        suspended_profile=router.suspended_profile, address_list=router.suspended_address_list,
+    )
+    states = {
+        sub_id: (applied, address)
+        for sub_id, applied, address in NetworkState.objects.filter(subscriber__router=router).values_list(
+            "subscriber_id", "applied", "address"
+        )
+    }
+    rows = (
+        Subscriber.objects.filter(router=router)
+        .order_by("id")
+        .values_list("id", "pppoe_username", "package__router_profile", "status")
+    )
+    for sub_id, username, profile, status in rows:
+        applied, address = states.get(sub_id, ("unknown", ""))
+        if status == "disabled":
+            address = ""  # disconnected: no session
+        elif not address:
+            address = f"10.{64 + (sub_id >> 16) % 64}.{(sub_id >> 8) & 255}.{sub_id & 255}"
+        out.accounts.append((sub_id, username, profile or "default", address, applied == "suspended"))
+    return out
+
+
+def load_database_router(sim: RouterOSSimulator, router: DatabaseRouter) -> str:
+    """Create ``router``'s accounts on ``sim``; returns a one-line summary."""
+    sim.add_profile(router.suspended_profile)
+    suspended = online = 0
+    for sub_id, username, profile, address, is_suspended in router.accounts:
+        sim.add_profile(profile)
+        sim.add_secret(username, profile=router.suspended_profile if is_suspended else profile)
+        if address:
+            sim.add_active(username, address)
+            online += 1
+            if is_suspended:
+                sim.add_address_list_entry(router.address_list, address, comment=str(sub_id))
+        suspended += is_suspended
+    return (
+        f"loaded router '{router.name}' from the database: {len(router.accounts)} secrets"
+        f" ({suspended} suspended as last applied), {online} online"
+    )
+
+
 def _parse_user(text: str) -> tuple[str, str]:
     name, sep, password = text.partition(":")
     if not sep:
@@ -1194,7 +1276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m ispbill.sim.routeros", description="Run a simulated MikroTik RouterOS API server."
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8728)
+    parser.add_argument("--port", type=int, default=None, help="default 8728, or the router's port with --from-database")
     parser.add_argument("--user", action="append", type=_parse_user, metavar="NAME:PASSWORD", default=[])
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay every reply by this much")
     parser.add_argument("--tls-cert", help="PEM certificate (with --tls-key) to serve TLS, as on port 8729")
@@ -1203,7 +1285,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--emit-empty", action="store_true", help="answer empty prints with !empty (7.18+)")
     parser.add_argument("--identity", default="MikroTik")
     parser.add_argument("--demo-secrets", type=int, default=0, help="create this many secrets 1001, 1002, …")
+    parser.add_argument(
+        "--from-database", metavar="ROUTER",
+        help="start with the PPP secrets and sessions of the subscribers on this router in ispbill's database"
+        " (DATABASE_URL / ISPBILL_DATA_DIR as for ispbill); its user name, password and port are the defaults",
+    )
     args = parser.parse_args(argv)
+
+    from_db = None
+    if args.from_database:
+        from_db = read_database_router(args.from_database)
+        from django.db import connections
+
+        connections.close_all()  # read once at start-up; hold no database connection while serving
+    if args.from_database and from_db is None:
+        print(f"no router named {args.from_database!r} in the database; starting with no accounts", flush=True)
+    users = dict(args.user) if args.user else ({from_db.username: from_db.password} if from_db else {"admin": ""})
+    port = args.port if args.port is not None else (from_db.port if from_db else 8728)
 
     context = None
     if args.tls_cert:
@@ -1211,8 +1309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         context.load_cert_chain(args.tls_cert, args.tls_key)
     sim = RouterOSSimulator(
         args.host,
-        args.port,
-        users=dict(args.user or [("admin", "")]),
+        port,
+        users=users,
         latency=args.latency_ms / 1000.0,
         ssl_context=context,
         legacy_login=args.legacy_login,
@@ -1220,6 +1318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         identity=args.identity,
     )
     sim.add_secrets(str(1001 + i) for i in range(args.demo_secrets))
+    if from_db is not None:
+        print(load_database_router(sim, from_db), flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with sim:

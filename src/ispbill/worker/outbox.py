@@ -7,6 +7,21 @@ any exception (retried with exponential backoff) and a permanent one by raising
 :class:`PermanentFailure` (marked dead at once). Rows whose worker died are reclaimed
 when their lease expires; the handler is told (``ctx.reclaimed``) so it can check
 whether the first attempt already took effect before repeating it.
+
+Two optional mechanisms let a handler do less per item:
+
+- a *preparer* (``handler(topic, prepare=fn)``) is called once per claimed batch with
+  that batch's items of its topic and returns ``{item id: anything}``; the handler gets
+  the item's value as ``attempt.prepared`` (None for items it left out). It lets a
+  handler load, for a whole batch, in a few queries what it would otherwise load item
+  by item. What it loaded may be out of date by the time an item runs, so the handler
+  must re-check whatever it relies on before acting (and fall back to its own per-item
+  path when in doubt); a preparer that fails only costs the speed-up.
+- ``attempt.record_with_outcome(sql, params)``: the write statement is committed
+  together with the attempt's outcome on the outbox row, whatever that outcome is and
+  even when the row turned out to be reclaimed meanwhile. A handler records its own
+  result there instead of in a commit of its own (on PostgreSQL the outcome and the
+  handler's writes go as one statement: one round trip, one commit).
 """
 
 from __future__ import annotations
@@ -24,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F, Q
 
 from ispbill.worker.models import OutboxItem, OutboxState
@@ -32,6 +47,8 @@ from ispbill.worker.models import OutboxItem, OutboxState
 log = logging.getLogger("ispbill.outbox")
 
 _HANDLERS: dict[str, Callable[["OutboxItem", "Attempt"], object]] = {}
+# topic -> fn(items, *, now) returning {item id: prepared value}; see the module docstring.
+_PREPARERS: dict[str, Callable[..., dict]] = {}
 
 
 class PermanentFailure(Exception):
@@ -55,15 +72,37 @@ class Attempt:
     number: int  # 1 for the first attempt
     reclaimed: bool  # a previous attempt's lease expired without a recorded outcome
     worker_id: str
+    # What the topic's preparer returned for this item (None: not prepared).
+    prepared: object = None
+    # (sql, params) to commit with the outcome (see record_with_outcome); None when the
+    # attempt is not run by perform(), and such writes then run at once.
+    outcome_writes: list | None = field(default=None, repr=False, compare=False)
+
+    def record_with_outcome(self, sql: str, params: list | tuple) -> None:
+        """Commit the write ``sql`` (one INSERT, UPDATE or DELETE without RETURNING, with
+        ``%s`` parameters) together with this attempt's outcome on the outbox row:
+        success or failure, and also when that row was reclaimed by another worker
+        meanwhile. Should the write fail, the attempt is recorded as a temporary failure
+        instead, without it."""
+        if self.outcome_writes is None:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+        else:
+            self.outcome_writes.append((sql, list(params)))
 
 
-def handler(topic: str):
-    """Register the function that performs ``topic`` items."""
+def handler(topic: str, *, prepare: Callable[..., dict] | None = None):
+    """Register the function that performs ``topic`` items, and optionally the function
+    that prepares a claimed batch of them (see the module docstring)."""
 
     def register(fn):
         if topic in _HANDLERS and _HANDLERS[topic] is not fn:
             raise RuntimeError(f"outbox topic '{topic}' already has a handler")
         _HANDLERS[topic] = fn
+        if prepare is not None:
+            _PREPARERS[topic] = prepare
+        else:
+            _PREPARERS.pop(topic, None)
         return fn
 
     return register
@@ -75,6 +114,7 @@ def registered_topics() -> list[str]:
 
 def unregister(topic: str) -> None:
     _HANDLERS.pop(topic, None)
+    _PREPARERS.pop(topic, None)
 
 
 def default_worker_id() -> str:
@@ -146,12 +186,50 @@ def claim(*, now: datetime, worker_id: str, limit: int = 100, ids: list[int] | N
     return claimed
 
 
-def _finish(item: OutboxItem, worker_id: str, **fields) -> bool:
-    """Record an outcome unless another worker has since reclaimed the row."""
-    return bool(
-        OutboxItem.objects.filter(pk=item.pk, state=OutboxState.IN_FLIGHT, locked_by=worker_id, attempts=item.attempts)
-        .update(locked_until=None, **fields)
-    )
+_FINISH_SQL: dict[tuple, str] = {}
+
+
+def _finish(item: OutboxItem, worker_id: str, writes: list | tuple = (), **fields) -> bool:
+    """Record an outcome unless another worker has since reclaimed the row, together
+    with the handler's ``writes`` ((sql, params), executed whether or not it was).
+
+    Plain SQL guarded by (state, locked_by, attempts): this runs once per item, and
+    building the same statement through the ORM every time cost more than running it.
+    On PostgreSQL the writes ride along as data-modifying WITH clauses of the same
+    statement; elsewhere they run first in the same transaction.
+    """
+    fields["locked_until"] = None
+    names = tuple(fields)
+    postgres = connection.vendor == "postgresql"
+    key = (connection.vendor, names, tuple(sql for sql, _ in writes) if postgres else ())
+    sql = _FINISH_SQL.get(key)
+    if sql is None:
+        qn = connection.ops.quote_name
+        opts = OutboxItem._meta
+        assignments = ", ".join(f"{qn(opts.get_field(n).column)} = %s" for n in names)
+        sql = (
+            f"UPDATE {qn(opts.db_table)} SET {assignments} WHERE {qn(opts.pk.column)} = %s AND {qn('state')} = %s "
+            f"AND {qn('locked_by')} = %s AND {qn('attempts')} = %s"
+        )
+        if postgres and writes:
+            sql = "WITH " + ", ".join(f"handler_write_{i} AS ({w})" for i, (w, _) in enumerate(writes)) + " " + sql
+        _FINISH_SQL[key] = sql
+    opts = OutboxItem._meta
+    params = [opts.get_field(n).get_db_prep_save(v, connection) for n, v in fields.items()]
+    params += [item.pk, str(OutboxState.IN_FLIGHT), worker_id, item.attempts]
+    if not writes:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount > 0
+    if postgres:
+        with connection.cursor() as cursor:  # one statement: atomic on its own
+            cursor.execute(sql, [p for _, ps in writes for p in ps] + params)
+            return cursor.rowcount > 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        for write_sql, write_params in writes:
+            cursor.execute(write_sql, write_params)
+        cursor.execute(sql, params)
+        return cursor.rowcount > 0
 
 
 # ``perform`` returns this instead of a state when the outcome could not be recorded
@@ -159,10 +237,11 @@ def _finish(item: OutboxItem, worker_id: str, **fields) -> bool:
 STALE = "stale"
 
 
-def perform(item: OutboxItem, *, reclaimed: bool, now: datetime, worker_id: str) -> str:
+def perform(item: OutboxItem, *, reclaimed: bool, now: datetime, worker_id: str, prepared: object = None) -> str:
     """Run one claimed item's handler and record the outcome; returns the new state, or
     :data:`STALE` when the row was reclaimed by another worker before the outcome could
-    be recorded (that worker's outcome stands)."""
+    be recorded (that worker's outcome stands). ``prepared``: the item's value from its
+    topic's preparer, handed to the handler as ``attempt.prepared``."""
     if reclaimed and item.attempts > item.max_attempts:
         # Every allowed attempt was started and none recorded an outcome: the item
         # itself may be what stops its workers (a crash, a hang past the lease), so it
@@ -171,37 +250,58 @@ def perform(item: OutboxItem, *, reclaimed: bool, now: datetime, worker_id: str)
         log.warning("outbox %s %s dead: %s", item.topic, item.dedupe_key, message)
         return _record(item, worker_id, dict(state=OutboxState.DEAD, last_error=message, finished_at=now))
     fn = _HANDLERS.get(item.topic)
+    writes: list = []
     try:
         if fn is None:
             raise PermanentFailure(f"no handler registered for topic '{item.topic}'")
-        fn(item, Attempt(now=now, number=item.attempts, reclaimed=reclaimed, worker_id=worker_id))
+        fn(item, Attempt(
+            now=now, number=item.attempts, reclaimed=reclaimed, worker_id=worker_id, prepared=prepared,
+            outcome_writes=writes,
+        ))
     except PermanentFailure as exc:
         log.warning("outbox %s %s dead: %s", item.topic, item.dedupe_key, exc)
         fields = dict(state=OutboxState.DEAD, last_error=str(exc)[:2000], finished_at=now)
     except Exception as exc:  # every other failure is temporary until attempts run out
-        message = f"{type(exc).__name__}: {exc}"
-        if not isinstance(exc, RetryLater):
-            log.info("outbox %s %s attempt %d failed: %s", item.topic, item.dedupe_key, item.attempts, message)
-            log.debug("%s", traceback.format_exc())
-        hold = isinstance(exc, RetryLater) and not exc.count_attempt
-        if item.attempts >= item.max_attempts and not hold:
-            fields = dict(
-                state=OutboxState.DEAD, last_error=f"gave up after {item.attempts} attempts: {message}"[:2000],
-                finished_at=now,
-            )
-        else:
-            delay = exc.after_seconds if isinstance(exc, RetryLater) and exc.after_seconds is not None else backoff_seconds(item.attempts)
-            delay = max(1, delay)
-            fields = dict(state=OutboxState.PENDING, last_error=message[:2000], next_attempt_at=now + timedelta(seconds=delay))
-            if hold:
-                fields["attempts"] = item.attempts - 1
+        fields = _failure_fields(item, exc, now)
     else:
         fields = dict(state=OutboxState.DONE, last_error="", finished_at=now)
-    return _record(item, worker_id, fields)
+    return _record(item, worker_id, fields, writes, now=now)
 
 
-def _record(item: OutboxItem, worker_id: str, fields: dict) -> str:
-    if not _finish(item, worker_id, **fields):
+def _failure_fields(item: OutboxItem, exc: Exception, now: datetime) -> dict:
+    """The outcome of an attempt that failed with ``exc`` (not a PermanentFailure)."""
+    message = f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, RetryLater):
+        log.info("outbox %s %s attempt %d failed: %s", item.topic, item.dedupe_key, item.attempts, message)
+        log.debug("%s", traceback.format_exc())
+    hold = isinstance(exc, RetryLater) and not exc.count_attempt
+    if item.attempts >= item.max_attempts and not hold:
+        return dict(
+            state=OutboxState.DEAD, last_error=f"gave up after {item.attempts} attempts: {message}"[:2000],
+            finished_at=now,
+        )
+    delay = exc.after_seconds if isinstance(exc, RetryLater) and exc.after_seconds is not None else backoff_seconds(item.attempts)
+    delay = max(1, delay)
+    fields = dict(state=OutboxState.PENDING, last_error=message[:2000], next_attempt_at=now + timedelta(seconds=delay))
+    if hold:
+        fields["attempts"] = item.attempts - 1
+    return fields
+
+
+def _record(item: OutboxItem, worker_id: str, fields: dict, writes: list | None = None, *, now: datetime | None = None) -> str:
+    if writes:
+        try:
+            with transaction.atomic():  # a savepoint when inside a transaction already
+                finished = _finish(item, worker_id, writes, **fields)
+        except Exception as exc:
+            # The handler's own record failed (and was rolled back): the attempt counts
+            # as failed, as if the handler had raised.
+            log.exception("outbox %s %s: recording the outcome failed", item.topic, item.dedupe_key)
+            fields = _failure_fields(item, exc, now or fields.get("finished_at") or fields["next_attempt_at"])
+            finished = _finish(item, worker_id, **fields)
+    else:
+        finished = _finish(item, worker_id, **fields)
+    if not finished:
         log.warning(
             "outbox %s %s: attempt %d outcome (%s) discarded; the lease expired and the row was reclaimed",
             item.topic, item.dedupe_key, item.attempts, fields["state"],
@@ -239,13 +339,22 @@ def dispatch(
     """Claim and perform one batch of ready items.
 
     With ``pool`` the batch's items run concurrently on its threads (each thread has its
-    own database connection), so slow providers overlap; without it they run here, in
-    order. Items are independent side effects, so their order never matters.
+    own database connection), so slow providers overlap; without it (or when called
+    inside a transaction) they run here, in order. Items are independent side effects,
+    so their order never matters.
     """
     worker_id = worker_id or default_worker_id()
+    if pool is not None and connection.in_atomic_block:
+        # Called inside a transaction: the batch is claimed in it, uncommitted, so other
+        # threads' connections could neither see the claim nor record outcomes past its
+        # row locks (PostgreSQL would wait forever, SQLite refuse). Perform here instead.
+        pool = None
     result = DispatchResult()
     started = time.monotonic()
     lease = settings.ISPBILL_OUTBOX_LEASE_SECONDS
+
+    checked: set[int] = set()
+    checked_lock = threading.Lock()
 
     def run(pair) -> str | None:
         item, reclaimed = pair
@@ -253,19 +362,48 @@ def dispatch(
         # rest may soon belong to another worker, so they are left for whoever holds them.
         if time.monotonic() - started > lease * 0.8:
             return None
+        if pool is not None:
+            # A pool thread drops a broken or expired connection before its first item of
+            # the batch, and after any item that left a database error behind.
+            with checked_lock:
+                first = threading.get_ident() not in checked
+                checked.add(threading.get_ident())
+            if first:
+                close_old_connections()
         try:
-            return perform(item, reclaimed=reclaimed, now=now, worker_id=worker_id)
+            return perform(item, reclaimed=reclaimed, now=now, worker_id=worker_id, prepared=prepared.get(item.pk))
         finally:
-            if pool is not None:
-                close_old_connections()  # a pool thread drops a broken or expired connection
+            if pool is not None and connection.errors_occurred:
+                close_old_connections()
 
     claimed = claim(now=now, worker_id=worker_id, limit=limit, ids=ids, topics=topics)
+    prepared = _prepare(claimed, now=now)
     for state in (pool.map(run, claimed) if pool is not None else map(run, claimed)):
         if state is None:
             result.expired += 1
         else:
             result.add(state)
     return result
+
+
+def _prepare(claimed: list[tuple[OutboxItem, bool]], *, now: datetime) -> dict[int, object]:
+    """Run each topic's preparer over its items of the batch; {item id: prepared value}."""
+    by_topic: dict[str, list[OutboxItem]] = {}
+    for item, reclaimed in claimed:
+        if item.topic in _PREPARERS and not (reclaimed and item.attempts > item.max_attempts):
+            by_topic.setdefault(item.topic, []).append(item)
+    prepared: dict[int, object] = {}
+    for topic, items in by_topic.items():
+        try:
+            with transaction.atomic():
+                values = _PREPARERS[topic](items, now=now)
+        except Exception:
+            # Only the speed-up is lost: each item's handler does its own work.
+            log.exception("outbox %s: preparing a batch of %d failed; items run unprepared", topic, len(items))
+            continue
+        wanted = {item.pk for item in items}
+        prepared.update((pk, value) for pk, value in values.items() if pk in wanted and value is not None)
+    return prepared
 
 
 def drain(

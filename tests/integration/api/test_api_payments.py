@@ -40,6 +40,7 @@ def test_record_a_payment_and_see_where_it_went(api, sub):
         "id": payment["id"], "subscriber": sub.pk, "amount": "1016.13", "currency": "BDT", "method": "cash",
         "status": "completed", "reference": "Till 7", "received_at": "2026-11-25T10:00:00Z",  # the fixed clock
         "allocations": [{"invoice": oct_["id"], "amount": "516.13"}, {"invoice": nov["id"], "amount": "500.00"}],
+        "gateway": "", "transaction_id": None, "method_label": "", "review_reason": "", "refunded": "0.00",
     }
     assert api.get(f"/payments/{payment['id']}").json() == payment
     assert api.get("/payments", subscriber=sub.pk).json() == {"items": [payment], "count": 1}

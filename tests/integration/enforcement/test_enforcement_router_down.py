@@ -58,6 +58,7 @@ def test_router_down_during_suspension_retries_with_backoff_then_converges(sim, 
     assert item.attempts == 1
 
     # Still down at the retry: the next wait is longer.
+    failures = Router.objects.get(pk=router.pk).consecutive_failures
     retry_at = item.next_attempt_at
     assert outbox.drain(now=retry_at).retried == 1
     item.refresh_from_db()

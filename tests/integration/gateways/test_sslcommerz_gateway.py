@@ -61,8 +61,9 @@ def pay(gateway, receiver, orders, browser, button="Pay", method="visa"):
     """Start, press ``button`` on the hosted page; returns (reference, IPN request, browser fields)."""
     reference, started = start(gateway, receiver, orders)
     fields = browser.back_to_merchant(browser.press(started.redirect_url, button, method=method))
-    (ipn,) = receiver.received("/webhooks/sslcommerz")
-    assert receiver.received("/pay/sslcommerz/callback")
+    (ipn,) = receiver.received("/webhooks/sslcommerz/ipn")
+    back = {"Pay": "success", "Cancel": "cancel", "Fail": "fail"}[button]
+    assert receiver.received(f"/pay/sslcommerz/{back}")
     return reference, ipn, fields
 
 
@@ -71,7 +72,7 @@ def test_ipn_then_browser_return_confirm_the_same_payment(gateway, sim, receiver
     page, _ = browser.page(started.redirect_url)
     assert "Pay" in page and "Cancel" in page
     fields = browser.back_to_merchant(browser.press(started.redirect_url, "Pay"))
-    (ipn,) = receiver.received("/webhooks/sslcommerz")
+    (ipn,) = receiver.received("/webhooks/sslcommerz/ipn")
     assert fields["verify_sign"] and fields["verify_sign_sha2"]
 
     by_ipn = gateway.verify_webhook(ipn.headers, ipn.body, orders.get)
@@ -246,9 +247,9 @@ def test_ipn_may_arrive_after_the_browser(gateway, sim, receiver, orders, browse
 
     first = gateway.confirm_callback(fields, orders.get)
     deadline = time.monotonic() + 3
-    while not receiver.received("/webhooks/sslcommerz") and time.monotonic() < deadline:
+    while not receiver.received("/webhooks/sslcommerz/ipn") and time.monotonic() < deadline:
         time.sleep(0.02)
-    (ipn,) = receiver.received("/webhooks/sslcommerz")
+    (ipn,) = receiver.received("/webhooks/sslcommerz/ipn")
     second = gateway.verify_webhook(ipn.headers, ipn.body, orders.get)
 
     assert first.status == second.status == Status.COMPLETED

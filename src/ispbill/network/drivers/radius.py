@@ -17,8 +17,10 @@ Suspend
     512k/512k``; pass ``suspended_reply`` to change them, e.g. add
     ``"Framed-Pool": "pool-suspended"`` when the NAS has that pool. Attributes already in
     ``radgroupreply`` are never overwritten (staff may have tuned them there), missing
-    ones are added, and ``Fall-Through := No`` ends the group list after the suspended
-    group, so a package group's ``:=`` attributes cannot replace the suspended ones.
+    ones are added. FreeRADIUS 3.2 stops after the first group that has reply items
+    unless that group says ``Fall-Through = Yes`` (which is why the order matters); the
+    suspended group also gets ``Fall-Through := No`` to make that explicit, so a package
+    group's ``:=`` attributes can never replace the suspended ones.
 Restore
     The suspended group row goes; the package group (``Target.profile``) keeps or gets a
     row that sorts first among the user's groups. Other groups are left alone.
@@ -35,7 +37,8 @@ Disconnect
     Disconnect (a timeout, or a worker that died after the commit) only another
     Disconnect can be sure the session re-authenticates. The cost of a needless one is
     a redial of a few seconds; suspend and restore actions are only queued when the
-    billing state changes, so it is rare.
+    billing state changes, so it is rare. (The RouterOS driver can look at the live
+    session's address-list entry instead, and only ends sessions when something changed.)
 
 Reading state (reconcile)
     ``secrets``: users with a password in ``radcheck`` (``Cleartext-Password`` or another
@@ -47,6 +50,13 @@ Reading state (reconcile)
     keyed by the session's Framed-IP-Address, ``list`` = the address list name and
     ``comment`` always ``""`` (there is no place for the subscriber id). It says what the
     session's next authentication gives, not what the live session got (see above).
+    Compare profiles with :attr:`RadiusDriver.suspended_profile` (the suspended group),
+    not with ``Router.suspended_profile``.
+
+A user name without rows in ``radcheck`` is not an error (FreeRADIUS may know the user
+from elsewhere): the group rows are written all the same, and reconcile reports the user
+as missing. A NAS without a shared secret is :class:`RouterUnavailable` with reason
+``"auth"`` as soon as a Disconnect-Request is needed.
 
 Sessions belong to this NAS when ``radacct.nasipaddress`` equals ``nas_ip_address``
 (default: ``nas_address``, resolved if it is a name): the address the NAS reports as
@@ -274,10 +284,6 @@ class _Session:
     session_time: int | None = None
 
 
-class _NasSilent(Exception):
-    """Another Disconnect-Request of this batch got no answer: don't wait again."""
-
-
 def _error_causes(reply: radius_packet.Packet) -> list[int]:
     causes = []
     for raw in reply.get(ERROR_CAUSE, []) or []:
@@ -407,15 +413,12 @@ class RadiusDriver:
                     if lost:
                         self._drop_connection()
                     else:
-                        try:
-                            cur.execute("ROLLBACK")
-                        except Exception:
-                            self._drop_connection()
+                        self._rollback(cur)
                     if lost and reused and attempt == 0:
                         continue
                     raise _db_failure(exc, f"{what} in the FreeRADIUS database at {self.db.where}") from exc
                 except BaseException:
-                    self._drop_connection()
+                    self._rollback(cur)
                     raise
                 finally:
                     try:
@@ -423,6 +426,12 @@ class RadiusDriver:
                     except Exception:
                         pass
         raise AssertionError("unreachable")
+
+    def _rollback(self, cur: Any) -> None:
+        try:
+            cur.execute("ROLLBACK")
+        except Exception:
+            self._drop_connection()  # a connection in an unknown state is not reused
 
     def close(self) -> None:
         with self._db_lock:
@@ -566,6 +575,8 @@ class RadiusDriver:
     def _disconnect(self, session: _Session) -> str:
         """End one session; returns how (``"ack"`` or ``"not found"``)."""
         where = f"NAS {self.nas_address}:{self.coa_port}"
+        if not self._secret:
+            raise RouterUnavailable(f"no RADIUS secret is set for {where}", reason="auth")
         client = self._client()
         try:
             request = client.CreateCoAPacket(code=radius_packet.DisconnectRequest, User_Name=session.username)
@@ -626,9 +637,7 @@ class RadiusDriver:
                 return session, exc
             except RouterCommandError as exc:
                 return session, exc
-            log.info(
-                "disconnected %s (session %s) on %s: %s", session.username, session.session_id, self.nas_address, how
-            )
+            log.debug("disconnected %s (session %s) on %s: %s", session.username, session.session_id, self.nas_address, how)
             return session, None
 
         if len(jobs) == 1:
@@ -639,8 +648,13 @@ class RadiusDriver:
         failures: dict[str, DriverError] = {}
         for session, error in results:
             if error is not None:
-                log.warning("Disconnect-Request for %s on %s failed: %s", session.username, self.nas_address, error)
                 failures.setdefault(session.username, error)
+        if failures:
+            first = next(iter(failures.values()))
+            log.warning(
+                "%d of %d Disconnect-Requests to %s:%s failed, e.g. %s",
+                sum(1 for _, e in results if e is not None), len(jobs), self.nas_address, self.coa_port, first.message,
+            )
         return failures
 
     # --- the Driver interface ---------------------------------------------------------
@@ -686,7 +700,9 @@ class RadiusDriver:
                     result.ok.append(target.subscriber_id)
                 else:
                     result.failed[target.subscriber_id] = error.message
-        order = {int(t.subscriber_id): i for i, t in enumerate(targets)}
+        order: dict[int, int] = {}
+        for target in targets:  # results in input order (first occurrence)
+            order.setdefault(int(target.subscriber_id), len(order))
         result.ok.sort(key=order.__getitem__)
         result.failed = dict(sorted(result.failed.items(), key=lambda item: order[item[0]]))
         return result
@@ -753,6 +769,9 @@ class RadiusDriver:
         return self._transaction("reading state", read, write=False)
 
     def test(self) -> dict[str, str]:
+        """Connect to the FreeRADIUS database and check its tables. The NAS is not probed:
+        RFC 5176 has no request that is harmless to send to it."""
+
         def probe(cur: Any) -> dict[str, str]:
             version = self.db.server_version(cur)
             for table in ("radcheck", "radusergroup", "radgroupreply", "radacct"):

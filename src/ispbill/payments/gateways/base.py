@@ -40,7 +40,9 @@ stays pending.
 
 URLs on our side (``return_url_base`` is the public base URL, without trailing slash):
 browser returns go to ``{base}/pay/<gateway>/callback`` and server-to-server messages to
-``{base}/webhooks/<gateway>`` (see :func:`callback_url`, :func:`webhook_url`).
+``{base}/webhooks/<gateway>`` (see :func:`callback_url`, :func:`webhook_url`), except
+SSLCommerz: ``{base}/pay/sslcommerz/{success,fail,cancel}`` and
+``{base}/webhooks/sslcommerz/ipn``.
 """
 
 from __future__ import annotations

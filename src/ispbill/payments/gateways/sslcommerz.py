@@ -1,9 +1,9 @@
 """SSLCommerz (v4): cards, internet banking and MFS wallets through one hosted page.
 
 Flow: a session (``/gwprocess/v4/api.php``) gives the ``GatewayPageURL``; SSLCommerz then
-POSTs the IPN to ``{base}/webhooks/sslcommerz`` and sends the browser, by form POST, to
-``{base}/pay/sslcommerz/callback`` (one URL for success, fail and cancel: the posted
-``status`` says which), in either order.
+POSTs the IPN to ``{base}/webhooks/sslcommerz/ipn`` and sends the browser, by form POST,
+to ``{base}/pay/sslcommerz/success``, ``…/fail`` or ``…/cancel`` (the posted, signed
+``status`` decides, not the URL), in either order.
 
 Both carry ``verify_sign`` (md5) and ``verify_sign_sha2`` (sha256), checked whenever
 present and required on the IPN; then the validation API decides (VALID the first time,
@@ -45,13 +45,11 @@ from ispbill.payments.gateways.base import (
     Status,
     WebhookAck,
     amount_text,
-    callback_url,
     check_amount,
     ensure_matches,
     parse_amount,
     require_env,
     single_values,
-    webhook_url,
 )
 
 log = logging.getLogger("ispbill.payments.gateways.sslcommerz")
@@ -60,6 +58,9 @@ ENV_VARS = ("SSLCOMMERZ_BASE_URL", "SSLCOMMERZ_STORE_ID", "SSLCOMMERZ_STORE_PASS
 SESSION_PATH = "/gwprocess/v4/api.php"
 VALIDATION_PATH = "/validator/api/validationserverAPI.php"
 TRANSACTION_PATH = "/validator/api/merchantTransIDvalidationAPI.php"
+#: Our side (under the public base URL): browser returns and the IPN.
+RETURN_PATH = "/pay/sslcommerz"
+IPN_PATH = "/webhooks/sslcommerz/ipn"
 _VALID = {"VALID", "VALIDATED"}
 _REPORTED = {
     "FAILED": Status.FAILED,
@@ -142,17 +143,17 @@ class SslcommerzGateway(Gateway):
     # -- payments ----------------------------------------------------------------------------
 
     def start(self, request: StartRequest) -> StartResult:
-        back = callback_url(request.return_url_base, self.name)
+        base = request.return_url_base
         form = {
             "store_id": self.config.store_id,
             "store_passwd": self.config.store_password,
             "total_amount": request.amount_text,
             "currency": CURRENCY,
             "tran_id": request.reference,
-            "success_url": back,
-            "fail_url": back,
-            "cancel_url": back,
-            "ipn_url": webhook_url(request.return_url_base, self.name),
+            "success_url": f"{base}{RETURN_PATH}/success",
+            "fail_url": f"{base}{RETURN_PATH}/fail",
+            "cancel_url": f"{base}{RETURN_PATH}/cancel",
+            "ipn_url": f"{base}{IPN_PATH}",
             "cus_name": request.customer_name,
             "cus_email": request.customer_email,
             "cus_phone": request.customer_phone,
