@@ -334,6 +334,35 @@ class _NullSms:
         return SendResult(provider_reference=reference)
 
 
+def _proc_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of a local process so far (None if not readable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _database_cpu() -> float | None:
+    """CPU seconds used so far by this database's PostgreSQL backends, when the server
+    runs on this machine (None otherwise, or on SQLite, which runs in this process)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        pids = [row[0] for row in cursor.fetchall()]
+    total = 0.0
+    for pid in pids:
+        cpu = _proc_cpu(pid)
+        if cpu is None:
+            return None
+        total += cpu
+    return total
+
+
 def _count_sent(message_ids: list[int]) -> int:
     from ispbill.core.db import id_chunks
     from ispbill.notifications.models import Message
@@ -443,7 +472,6 @@ def main() -> int:
         reset_channels()
         provider = sms_channel()
         gc.collect()
-        c0, t0 = time.process_time(), time.perf_counter()
         # As `ispbill worker` dispatches: ISPBILL_DISPATCH_THREADS sends in flight.
         from concurrent.futures import ThreadPoolExecutor
 
@@ -451,10 +479,14 @@ def main() -> int:
 
         threads = dj_settings.ISPBILL_DISPATCH_THREADS
         pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+        db0, sink0, load0 = _database_cpu(), _proc_cpu(sink.proc.pid), os.getloadavg()[0]
+        c0, t0 = time.process_time(), time.perf_counter()
         dispatched = _profiled(args.profile, "dispatch", lambda: outbox.drain(now=NOW, worker_id="bench", pool=pool))
+        t_dispatch, c_dispatch = time.perf_counter() - t0, time.process_time() - c0
+        # Before the pool's threads (and their database sessions) go away.
+        db1, sink1 = _database_cpu(), _proc_cpu(sink.proc.pid)
         if pool is not None:
             pool.shutdown(wait=True)
-        t_dispatch, c_dispatch = time.perf_counter() - t0, time.process_time() - c0
         provider.close()
         got = sink.counts()
         received, distinct, duplicates = got["received"], got["distinct"], got["duplicates"]
@@ -463,7 +495,13 @@ def main() -> int:
           f"{t_dispatch:.3f} s  ->  {rate:,.0f} messages/s, {1000 * t_dispatch / max(1, dispatched.done):.2f} ms each  "
           f"[target >= {DISPATCH_TARGET:.0f}/s: {'met' if rate >= DISPATCH_TARGET else 'MISSED'}]"
           + ("  (under cProfile)" if args.profile else ""))
-    print(f"                (this process's CPU time: {c_dispatch:.3f} s; the sink runs in its own process)")
+    others = []
+    if db0 is not None and db1 is not None:
+        others.append(f"database server {db1 - db0:.2f} s")
+    if sink0 is not None and sink1 is not None:
+        others.append(f"SMS sink {sink1 - sink0:.2f} s")
+    print(f"                (CPU time: this process {c_dispatch:.3f} s ({1000 * c_dispatch / max(1, dispatched.done):.2f} ms each)"
+          + "".join(f", {o}" for o in others) + f"; machine load average at the start: {load0:.2f})")
     sent = _count_sent(sms_ids)
 
     # The same pipeline without a provider (an in-memory channel): what the dispatcher

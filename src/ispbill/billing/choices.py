@@ -31,6 +31,7 @@ class EntryKind(models.TextChoices):
     CREDIT_NOTE = "credit_note", "Credit note"
     CREDIT_APPLIED = "credit_applied", "Credit applied to an invoice"
     VOID = "void", "Invoice voided"
+    REFUND = "refund", "Payment refunded"
 
 
 class PaymentTermsChoice(models.TextChoices):

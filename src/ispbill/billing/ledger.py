@@ -169,7 +169,7 @@ def reverse_payment_credit(*, subscriber_id: int, payment_id: int, amount_paisa:
     The money comes from the subscriber's unapplied credit first, then from the newest
     invoices the payment paid (never more than it paid on each), then from the newest
     invoices paid by credit; whatever is left is owed without an invoice (a positive
-    entry with no invoice). The entries are of kind ``payment`` with positive amounts and
+    entry with no invoice). The entries are of kind ``refund`` with positive amounts and
     carry the payment, so a payment's entries always sum to minus what it still credits.
     The caller holds the subscriber's lock and has checked ``amount_paisa`` against what
     the payment still credits.
@@ -182,7 +182,7 @@ def reverse_payment_credit(*, subscriber_id: int, payment_id: int, amount_paisa:
 
     def take(invoice_id: int | None, share: int) -> None:
         entries.append(LedgerEntry(
-            subscriber_id=subscriber_id, kind=EntryKind.PAYMENT, amount_paisa=share, invoice_id=invoice_id,
+            subscriber_id=subscriber_id, kind=EntryKind.REFUND, amount_paisa=share, invoice_id=invoice_id,
             payment_id=payment_id, created_at=now,
         ))
 
@@ -192,7 +192,7 @@ def reverse_payment_credit(*, subscriber_id: int, payment_id: int, amount_paisa:
         remaining -= from_credit
 
     if remaining > 0:
-        money_kinds = (EntryKind.PAYMENT, EntryKind.CREDIT_APPLIED)
+        money_kinds = (EntryKind.PAYMENT, EntryKind.CREDIT_APPLIED, EntryKind.REFUND)
         paid_by_payment = dict(
             LedgerEntry.objects.filter(subscriber_id=subscriber_id, payment_id=payment_id, invoice__isnull=False)
             .values_list("invoice_id").annotate(s=Sum("amount_paisa")).values_list("invoice_id", "s")

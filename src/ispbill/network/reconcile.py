@@ -8,7 +8,7 @@ subscriber's session address (for the captive page); and record a :class:`Reconc
 holding the leakage report:
 
 * ``online_unpaid``: online though suspended in billing, and not walled off;
-* ``unknown_on_router``: secrets no subscriber assigned to this router accounts for;
+* ``unknown_on_router``: secrets billing does not know (no subscriber has the user name);
 * ``paid_but_suspended``: active in billing but restricted on the router (suspended
   profile, on the suspended address list, or the secret disabled);
 * ``missing_on_router``: subscribers assigned to the router with no secret on it.
@@ -234,10 +234,14 @@ def reconcile_router(router: Router, *, now: datetime, repair: bool = True) -> R
 
     rows = _load(router.pk)
     desired = [Desired(r.subscriber_id, r.username, r.profile, r.suspended) for r in rows.values()]
-    drift = diff(desired, state, suspended_profile=router.suspended_profile)
+    # What the driver reports as the suspended profile (RADIUS: the suspended group).
+    suspended_profile = getattr(driver, "suspended_profile", "") or router.suspended_profile
+    drift = diff(desired, state, suspended_profile=suspended_profile)
 
     blocked_comments = {e.comment for e in state.suspended.values() if e.comment}
-    restricted = {t.subscriber_id for t in drift.to_restore if _restricted(t, state, router, blocked_comments)}
+    restricted = {
+        t.subscriber_id for t in drift.to_restore if _restricted(t, state, suspended_profile, blocked_comments)
+    }
     disabled = []  # active in billing, but the secret is disabled on the router: reported, not repaired
     for d in desired:
         secret = state.secrets.get(d.username)
@@ -246,7 +250,7 @@ def reconcile_router(router: Router, *, now: datetime, repair: bool = True) -> R
     run.secrets = len(state.secrets)
     run.online = len(state.active)
     run.online_unpaid = [d.username for d in drift.online_unpaid]
-    run.unknown_on_router = list(drift.unknown_on_router)
+    run.unknown_on_router = _unknown_to_billing(drift.unknown_on_router)
     run.paid_but_suspended = [t.username for t in drift.to_restore if t.subscriber_id in restricted] + [
         d.username for d in disabled
     ]
@@ -259,13 +263,15 @@ def reconcile_router(router: Router, *, now: datetime, repair: bool = True) -> R
         moved = _changed_since(router.pk, rows, drifted)
         suspend = [t for t in drift.to_suspend if t.subscriber_id not in moved]
         restore = [t for t in drift.to_restore if t.subscriber_id not in moved]
+        failed: dict[int, str] = {}
         try:
             done_suspend, done_restore = _repair(driver, suspend, restore)
             for sid in done_suspend.ok:
                 ok[sid] = True
             for sid in done_restore.ok:
                 ok[sid] = False
-            failed = {**done_suspend.failed, **done_restore.failed}
+            failed.update(done_suspend.failed)
+            failed.update(done_restore.failed)
             # A payment (or staff) may have changed someone while the repair ran.
             again = _changed_since(router.pk, rows, list(ok))
             if again:
@@ -277,7 +283,6 @@ def reconcile_router(router: Router, *, now: datetime, repair: bool = True) -> R
                 for sid in again:
                     ok.pop(sid, None)
         except DriverError as exc:
-            failed = {}
             message = exc.message if isinstance(exc, RouterUnavailable) else str(exc)
             errors.append(f"repair stopped: {message}")
             mark_router(router, now=now, error=message)
@@ -319,11 +324,21 @@ def _target(row: _Row) -> Target:
     return Target(row.subscriber_id, row.username, row.profile)
 
 
-def _restricted(target: Target, state: RouterState, router: Router, blocked_comments: set[str]) -> bool:
+def _unknown_to_billing(names: list[str]) -> list[str]:
+    """Of the secrets no subscriber on this router accounts for, those no subscriber at all
+    has (a subscriber of another router, or of none yet, is known to billing)."""
+    known: set[str] = set()
+    size = 10_000 if is_postgres() else 900
+    for part in chunks(names, size):
+        known.update(Subscriber.objects.filter(pppoe_username__in=list(part)).values_list("pppoe_username", flat=True))
+    return [name for name in names if name not in known]
+
+
+def _restricted(target: Target, state: RouterState, suspended_profile: str, blocked_comments: set[str]) -> bool:
     """A subscriber to restore is *restricted* (rather than merely on another package's
     profile): on the suspended profile or on the suspended address list."""
     secret = state.secrets.get(target.username)
-    if secret is not None and secret.profile == router.suspended_profile:
+    if secret is not None and secret.profile == suspended_profile:
         return True
     session = state.active.get(target.username)
     if session is not None and session.address and session.address in state.suspended:

@@ -6,6 +6,7 @@ read back out through these services' callers: the API reports only whether one 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,6 +19,8 @@ from ispbill.network.connections import driver_for
 from ispbill.network.drivers.base import DriverError, RouterUnavailable
 from ispbill.network.handlers import mark_router
 from ispbill.network.models import Router
+
+log = logging.getLogger("ispbill.network")
 
 _TEXT_LIMITS = {"name": 100, "host": 255, "username": 100, "suspended_profile": 100, "suspended_address_list": 100}
 _FIELDS = (
@@ -160,8 +163,11 @@ def check_router(*, router_id: int, now: datetime) -> RouterCheck:
         info = driver_for(router).test()
     except RouterUnavailable as exc:
         error = f"{exc.reason}: {exc.message}"
-    except (DriverError, SecretUnreadable, RuntimeError, OSError) as exc:
+    except (DriverError, SecretUnreadable) as exc:
         error = str(exc) or type(exc).__name__
+    except Exception as exc:  # no driver for the method, its configuration missing, …
+        log.warning("testing router %s failed", router.name, exc_info=True)
+        error = f"{type(exc).__name__}: {exc}"
     else:
         identity, version = str(info.get("identity", "")), str(info.get("version", ""))
         mark_router(router, now=now)

@@ -430,12 +430,10 @@ def _mark_prepared_sending(prepared: _Prepared, now: datetime) -> bool:
     on its own); False if anything it was rendered from has changed since."""
     sql, where = prepared.guard
     sending_at = Message._meta.get_field("sending_at").get_db_prep_save(now, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [
+    return outbox.execute_write(sql, [
             MessageStatus.SENDING.value, sending_at, prepared.subject, prepared.text, prepared.recipient,
             prepared.encoding, prepared.segments, *where,
-        ])
-        return cursor.rowcount == 1
+        ]) == 1
 
 
 def _prepare_locked(message_id: int, now: datetime) -> _Prepared | None:
@@ -480,29 +478,36 @@ def _prepare_locked(message_id: int, now: datetime) -> _Prepared | None:
     return prepared
 
 
-_SENT_SQL: dict[str, str] = {}
+_OUTCOME_SQL: dict[tuple, str] = {}
 
 
-def _mark_sent(message_id: int, now: datetime, provider_reference: str) -> None:
-    # Guarded on "sending": if the lease ran out and another worker has since marked the
-    # message uncertain, the provider's late answer is still recorded as sent.
-    sql = _SENT_SQL.get(connection.vendor)
+def _outcome_sql(*, sent: bool) -> str:
+    key = (connection.vendor, sent)
+    sql = _OUTCOME_SQL.get(key)
     if sql is None:
         qn = connection.ops.quote_name
-        sql = _SENT_SQL[connection.vendor] = (
-            f"UPDATE {qn(Message._meta.db_table)} SET {qn('status')} = %s, {qn('sent_at')} = %s, "
-            f"{qn('provider_reference')} = %s, {qn('error')} = %s WHERE {qn('id')} = %s AND {qn('status')} IN (%s, %s)"
+        sets = ("status", "sent_at", "provider_reference", "error") if sent else ("status", "error")
+        guard = f"{qn('status')} IN (%s, %s)" if sent else f"{qn('status')} = %s"
+        sql = _OUTCOME_SQL[key] = (
+            f"UPDATE {qn(Message._meta.db_table)} SET {', '.join(f'{qn(c)} = %s' for c in sets)} "
+            f"WHERE {qn('id')} = %s AND {guard}"
         )
+    return sql
+
+
+def _sent_write(message_id: int, now: datetime, provider_reference: str) -> tuple[str, list]:
+    """Record the provider's acceptance. Guarded on "sending": if the lease ran out and
+    another worker has since marked the message uncertain, the provider's late answer
+    is still recorded as sent."""
     sent_at = Message._meta.get_field("sent_at").get_db_prep_save(now, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [
-            MessageStatus.SENT.value, sent_at, provider_reference, "", message_id,
-            MessageStatus.SENDING.value, MessageStatus.UNCERTAIN.value,
-        ])
+    return _outcome_sql(sent=True), [
+        MessageStatus.SENT.value, sent_at, provider_reference, "", message_id,
+        MessageStatus.SENDING.value, MessageStatus.UNCERTAIN.value,
+    ]
 
 
-def _mark_failed(message_id: int, status: str, error: str) -> None:
-    Message.objects.filter(pk=message_id, status=MessageStatus.SENDING).update(status=status, error=error)
+def _failed_write(message_id: int, status: str, error: str) -> tuple[str, list]:
+    return _outcome_sql(sent=False), [str(status), error, message_id, MessageStatus.SENDING.value]
 
 
 @outbox.handler(SEND_TOPIC, prepare=prepare_sends)
@@ -523,17 +528,14 @@ def send_message(item, attempt) -> None:
             result = email_channel().send_email(
                 to=prepared.recipient, subject=prepared.subject, text=prepared.text, html=prepared.html, reference=reference
             )
+    # The message's outcome is committed together with the outbox row's.
     except PermanentSendError as exc:
-        error = str(exc)[:2000]
-        attempt.record_with_outcome(lambda: _mark_failed(message_id, MessageStatus.DEAD, error))
+        attempt.record_with_outcome(*_failed_write(message_id, MessageStatus.DEAD, str(exc)[:2000]))
         raise outbox.PermanentFailure(str(exc)) from None
     except (TemporarySendError, Exception) as exc:
         # The provider did not take it (or we cannot tell after a timeout): back to
         # queued so the outbox retries; if attempts run out the outbox marks it dead.
         status = MessageStatus.DEAD if item.attempts >= item.max_attempts else MessageStatus.QUEUED
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        attempt.record_with_outcome(lambda: _mark_failed(message_id, status, error))
+        attempt.record_with_outcome(*_failed_write(message_id, status, f"{type(exc).__name__}: {exc}"[:2000]))
         raise
-    # Recorded in the same commit as the outbox row's outcome.
-    reference_back = result.provider_reference[:200]
-    attempt.record_with_outcome(lambda: _mark_sent(message_id, now, reference_back))
+    attempt.record_with_outcome(*_sent_write(message_id, now, result.provider_reference[:200]))

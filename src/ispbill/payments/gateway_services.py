@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
 from ispbill.billing import ledger
 from ispbill.core.errors import Conflict, DomainError, NotFound
@@ -286,12 +287,14 @@ def process_inbound(webhook: InboundWebhook, *, now: datetime, replay: bool = Fa
             confirmation, reason = result
             settled = settle(confirmation=confirmation, gateway=webhook.gateway, now=now, review_reason=reason,
                              attempt_hint=_attempt_hint(webhook.gateway, params))
-            processed = Processed(settled.outcome, settled.detail, _page(confirmation, settled, reason),
+            processed = Processed(settled.outcome, settled.detail, _page(confirmation, settled),
                                   settled.payment, settled.attempt)
     except GatewayRejected as exc:
         detail = f"{exc.code}: {exc.message}" + (f" (gateway said {exc.gateway_code})" if exc.gateway_code else "")
         log.warning("%s %s %s rejected: %s", webhook.gateway, webhook.kind, webhook.pk, detail)
-        processed = Processed(WebhookOutcome.REJECTED, detail, "not_completed", code=exc.code)
+        # The attempt the message named, for staff looking at it (nothing was changed).
+        processed = Processed(WebhookOutcome.REJECTED, detail, "not_completed", code=exc.code,
+                              attempt=_attempt_hint(webhook.gateway, params))
     except GatewayUnavailable as exc:
         attempt = mark_pending(_attempt_hint(webhook.gateway, params), now=now, error=f"{exc.code}: {exc.message}")
         detail = f"{exc.code}: {exc.message}" + ("; the attempt will be asked about again" if attempt else "")
@@ -340,13 +343,11 @@ def _record_outcome(webhook: InboundWebhook, processed: Processed, *, now: datet
         fields["attempt"] = processed.attempt
     if processed.payment is not None:
         fields["payment"] = processed.payment
+    if replay:
+        fields["replays"] = F("replays") + 1
     with transaction.atomic():
-        for name, value in fields.items():
-            setattr(webhook, name, value)
-        if replay:
-            webhook.replays += 1
-            fields["replays"] = webhook.replays
-        webhook.save(update_fields=list(fields))
+        InboundWebhook.objects.filter(pk=webhook.pk).update(**fields)
+    webhook.refresh_from_db()
 
 
 def _params(webhook: InboundWebhook) -> dict[str, str]:
@@ -372,7 +373,7 @@ def _attempt_hint(gateway: str, params: Mapping[str, str]) -> PaymentAttempt | N
     return None
 
 
-def _page(confirmation: Confirmation, settled: Settled, reason: str) -> str:
+def _page(confirmation: Confirmation, settled: Settled) -> str:
     payment = settled.payment
     if payment is not None:
         return "received" if payment.status in (PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_REFUNDED) else "confirming"

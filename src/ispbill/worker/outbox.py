@@ -33,6 +33,7 @@ import socket
 import threading
 import time
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from concurrent.futures import ThreadPoolExecutor
@@ -186,6 +187,20 @@ def claim(*, now: datetime, worker_id: str, limit: int = 100, ids: list[int] | N
     return claimed
 
 
+def execute_write(sql: str, params) -> int:
+    """EXPERIMENT: prepared on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+    import psycopg
+    connection.ensure_connection()
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+        cur.execute(sql, params, prepare=True)
+        return cur.rowcount
+
+
 _FINISH_SQL: dict[tuple, str] = {}
 
 
@@ -222,9 +237,7 @@ def _finish(item: OutboxItem, worker_id: str, writes: list | tuple = (), **field
             cursor.execute(sql, params)
             return cursor.rowcount > 0
     if postgres:
-        with connection.cursor() as cursor:  # one statement: atomic on its own
-            cursor.execute(sql, [p for _, ps in writes for p in ps] + params)
-            return cursor.rowcount > 0
+        return execute_write(sql, [p for _, ps in writes for p in ps] + params) > 0
     with transaction.atomic(), connection.cursor() as cursor:
         for write_sql, write_params in writes:
             cursor.execute(write_sql, write_params)
@@ -248,7 +261,7 @@ def perform(item: OutboxItem, *, reclaimed: bool, now: datetime, worker_id: str,
         # is not run again.
         message = f"gave up after {item.attempts - 1} attempts: the last one stopped without recording an outcome"
         log.warning("outbox %s %s dead: %s", item.topic, item.dedupe_key, message)
-        return _record(item, worker_id, dict(state=OutboxState.DEAD, last_error=message, finished_at=now))
+        return _record(item, worker_id, dict(state=OutboxState.DEAD, last_error=message, finished_at=now), now=now)
     fn = _HANDLERS.get(item.topic)
     writes: list = []
     try:
@@ -288,16 +301,18 @@ def _failure_fields(item: OutboxItem, exc: Exception, now: datetime) -> dict:
     return fields
 
 
-def _record(item: OutboxItem, worker_id: str, fields: dict, writes: list | None = None, *, now: datetime | None = None) -> str:
+def _record(item: OutboxItem, worker_id: str, fields: dict, writes: list | None = None, *, now: datetime) -> str:
     if writes:
         try:
-            with transaction.atomic():  # a savepoint when inside a transaction already
+            # Inside a caller's transaction, a savepoint keeps a failed write from
+            # spoiling it; otherwise _finish is atomic by itself.
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
                 finished = _finish(item, worker_id, writes, **fields)
         except Exception as exc:
             # The handler's own record failed (and was rolled back): the attempt counts
             # as failed, as if the handler had raised.
             log.exception("outbox %s %s: recording the outcome failed", item.topic, item.dedupe_key)
-            fields = _failure_fields(item, exc, now or fields.get("finished_at") or fields["next_attempt_at"])
+            fields = _failure_fields(item, exc, now)
             finished = _finish(item, worker_id, **fields)
     else:
         finished = _finish(item, worker_id, **fields)

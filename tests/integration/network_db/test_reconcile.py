@@ -93,6 +93,8 @@ def test_drift_behind_the_systems_back_is_found_repaired_and_reported(sim, route
     sim_set_profile(sim, "dave", HOME)  # an unpaid subscriber given service again...
     sim.add_active("dave", "10.1.1.7")  # ...and online
     sim.add_secret("stranger", profile=HOME, comment="friend of the technician")  # an account nobody bills
+    add_subscriber(home, "loner", n=9)  # billed, but not (yet) assigned to a router
+    sim.add_secret("loner", profile=HOME)
     sim.add_active("stranger", "10.1.1.99")
     remove_list_entry(sim, entry)  # erin online, no longer walled off
     sim_set_profile(sim, "gina", PRO)  # a faster package than she pays for
@@ -102,7 +104,7 @@ def test_drift_behind_the_systems_back_is_found_repaired_and_reported(sim, route
     assert run.error == ""
     assert sorted(run.online_unpaid) == ["dave", "erin"]
     assert run.paid_but_suspended == ["carol"]
-    assert run.unknown_on_router == ["stranger"]
+    assert run.unknown_on_router == ["stranger"]  # "loner" is known to billing
     assert run.missing_on_router == ["frank"]
     assert run.repaired == 4  # carol, dave, erin, gina
     # The router is repaired...
@@ -129,6 +131,19 @@ def test_report_only_changes_nothing(sim, router, world):
     run = reconcile_router(router, now=NOW, repair=False)
     assert run.paid_but_suspended == ["alice"] and run.repaired == 0
     assert sim.secret("alice")["profile"] == SUSPENDED
+
+
+def test_a_refused_repair_is_recorded_and_retried_next_run(sim, router, world):
+    sim_set_profile(sim, "alice", SUSPENDED)
+    sim.inject_trap("/ppp/secret/set", "failure: not permitted", times=1)
+
+    run = reconcile_router(router, now=NOW)
+
+    assert run.paid_but_suspended == ["alice"] and run.repaired == 0
+    assert run.error.startswith("1 repairs failed (first: alice: /ppp/secret/set: failure: not permitted")
+    assert sim.secret("alice")["profile"] == SUSPENDED
+    assert reconcile_router(router, now=NOW + timedelta(minutes=5)).repaired == 1
+    assert sim.secret("alice")["profile"] == HOME
 
 
 def test_a_disabled_secret_of_a_paying_subscriber_is_reported(sim, router, world):

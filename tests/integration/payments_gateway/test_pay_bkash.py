@@ -9,7 +9,6 @@ from django.test import Client
 from ispbill.payments import gateway_services
 from ispbill.payments.models import GatewayToken, InboundWebhook, Payment, PaymentAttempt
 
-from .conftest import forward
 from .pay_support import (
     CONFIRMING,
     NOT_COMPLETED,
@@ -217,3 +216,18 @@ def test_confirming_page_when_the_gateway_is_down(client, world, bkash, receiver
     assert attempt.status == "pending" and attempt.next_check_at is not None
     assert InboundWebhook.objects.get().outcome == "error"
     assert_nothing_credited(world.sub)
+
+
+def test_token_is_shared_through_the_database_and_granted_again_after_401(client, world, bkash, receiver):
+    start(client, world.token(), "bkash")
+    # A new adapter (another process, say) reads the cached token instead of granting one.
+    gateway_services.set_adapter_options("bkash", sns_host_pattern=r"127\.0\.0\.1", sns_fetch=bkash.fetcher, timeout=2.0)
+    start(client, world.token(), "bkash")
+    assert bkash.grants == 1
+    stored = GatewayToken.objects.get().id_token
+
+    bkash.expire_tokens()  # bKash answers 401: one new grant, stored for everyone
+    start(client, world.token(), "bkash")
+
+    assert bkash.grants == 2 and GatewayToken.objects.get().id_token != stored
+    assert PaymentAttempt.objects.filter(status="started").count() == 3

@@ -4,8 +4,6 @@ right; stored webhooks listed and replayed."""
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -13,9 +11,11 @@ import pytest
 from ispbill.billing import ledger
 from ispbill.billing.models import Invoice, LedgerEntry
 from ispbill.notifications.models import Message
-from ispbill.payments.models import InboundWebhook, Payment, PaymentAttempt, Refund
+from ispbill.payments import gateway_services
+from ispbill.payments.models import Payment, PaymentAttempt, Refund
 from ispbill.payments.services import record_payment
 
+from ..api.api_support import JsonClient
 from .conftest import forward
 from .pay_support import ipn, press, returned, start
 
@@ -32,8 +32,6 @@ def post_sns(client, message):
 def wallet_payment(client, world, bkash, receiver, browser):
     """A verified bKash webhook for money paid without our invoice number (straight to
     the merchant wallet): held for staff, with no subscriber."""
-    from ispbill.payments import gateway_services
-
     url = start(client, world.token(), "bkash")
     params = press(browser, url, "Pay")
     gateway_services.gateway_for("bkash").confirm_callback(params, gateway_services.expected_for("bkash"))
@@ -255,7 +253,5 @@ def test_replaying_a_webhook_that_failed_credits_it(api, client, world, sslcomme
 
 
 def test_webhooks_need_a_token(world):
-    from ..api.api_support import JsonClient
-
     assert JsonClient().get("/webhooks").status_code == 401
     assert JsonClient().post("/payments/1/match", {"subscriber": 1}).status_code == 401

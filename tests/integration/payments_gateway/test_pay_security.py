@@ -10,10 +10,12 @@ from urllib.parse import parse_qsl
 import pytest
 
 from ispbill.billing import ledger
+from ispbill.payments import gateway_services
 from ispbill.payments.models import InboundWebhook, Payment, PaymentAttempt
 from ispbill.sim.sslcommerz import sslcommerz_sign
 
-from .conftest import STORE_PASSWORD, forward
+from ..billing.billing_support import bill
+from .conftest import NOV_1, STORE_PASSWORD, forward
 from .pay_support import assert_nothing_credited, ipn, post_form, press, returned, start
 
 pytestmark = pytest.mark.django_db
@@ -39,8 +41,6 @@ def assert_refused(response, status: int, code: str, payments_before: int = 0):
 def executed_bkash(client, world, bkash, receiver, browser):
     """A bKash payment the customer approved and the gateway executed, not recorded by
     us (so a forged or misdirected notification about it has something to be about)."""
-    from ispbill.payments import gateway_services
-
     url = start(client, world.token(), "bkash")
     params = press(browser, url, "Pay")
     gateway_services.gateway_for("bkash").confirm_callback(params, gateway_services.expected_for("bkash"))
@@ -130,9 +130,6 @@ def test_ipn_moved_onto_another_subscribers_tran_id(client, world, sslcommerz, r
     refused by the signature; and even re-signed (as if the store password leaked), the
     validation API says the val_id belongs to another tran_id."""
     bob = world.subscriber()
-    from ..billing.billing_support import bill
-    from .conftest import NOV_1
-
     bill(NOV_1)
     start(client, world.token(bob), "sslcommerz")
     bobs_attempt = PaymentAttempt.objects.get(subscriber=bob)
