@@ -430,10 +430,12 @@ def _mark_prepared_sending(prepared: _Prepared, now: datetime) -> bool:
     on its own); False if anything it was rendered from has changed since."""
     sql, where = prepared.guard
     sending_at = Message._meta.get_field("sending_at").get_db_prep_save(now, connection)
-    return outbox.execute_write(sql, [
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [
             MessageStatus.SENDING.value, sending_at, prepared.subject, prepared.text, prepared.recipient,
             prepared.encoding, prepared.segments, *where,
-        ]) == 1
+        ])
+        return cursor.rowcount == 1
 
 
 def _prepare_locked(message_id: int, now: datetime) -> _Prepared | None:

@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from ispbill.core import clock
 from ispbill.worker import outbox, scheduler
@@ -21,7 +21,9 @@ def run_forever(stop: threading.Event, *, poll_seconds: float = 1.0, worker_id: 
     scheduler.load_job_modules()
     log.info("worker %s started; jobs: %s", worker_id, ", ".join(j.name for j in scheduler.jobs()))
     # Sends to SMS providers, SMTP and routers overlap on these threads.
-    pool = ThreadPoolExecutor(max_workers=settings.ISPBILL_DISPATCH_THREADS, thread_name_prefix="dispatch")
+    # SQLite has one writer at a time: threads there only queue on its lock.
+    threads = settings.ISPBILL_DISPATCH_THREADS if connection.vendor == "postgresql" else 1
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dispatch") if threads > 1 else None
     try:
         while not stop.is_set():
             try:
@@ -36,7 +38,8 @@ def run_forever(stop: threading.Event, *, poll_seconds: float = 1.0, worker_id: 
                 close_old_connections()
             stop.wait(poll_seconds)
     finally:
-        pool.shutdown(wait=True)
+        if pool is not None:
+            pool.shutdown(wait=True)
         try:
             leadership.release()
         except Exception:
