@@ -430,12 +430,10 @@ def _mark_prepared_sending(prepared: _Prepared, now: datetime) -> bool:
     on its own); False if anything it was rendered from has changed since."""
     sql, where = prepared.guard
     sending_at = Message._meta.get_field("sending_at").get_db_prep_save(now, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [
+    return outbox.execute_write(sql, [
             MessageStatus.SENDING.value, sending_at, prepared.subject, prepared.text, prepared.recipient,
             prepared.encoding, prepared.segments, *where,
-        ])
-        return cursor.rowcount == 1
+        ]) == 1
 
 
 def _prepare_locked(message_id: int, now: datetime) -> _Prepared | None:
