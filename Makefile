@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/ispbill migrate --verbosity 0
 	$(BIN)/ispbill demo
-	$(BIN)/ispbill serve --host $(HOST) --port $(PORT) --demo-router
+	$(BIN)/ispbill serve --host $(HOST) --port $(PORT) --demo-router --demo-gateways
 
 # The whole suite, twice: on the embedded SQLite database, then on PostgreSQL.
 # PostgreSQL-only tests (row locks, concurrent writers) run in the second pass; pure

@@ -1,6 +1,6 @@
 """The ``ispbill`` command.
 
-    ispbill serve [--host H] [--port P] [--demo-router]   web + worker (+ simulated demo router)
+    ispbill serve [--host H] [--port P] [--demo-router] [--demo-gateways]   web + worker (+ demo simulators)
     ispbill web [--host H] [--port P]     web only (workers run elsewhere)
     ispbill worker                        scheduler + outbox dispatcher
     ispbill migrate                       create/upgrade the database
@@ -15,11 +15,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -226,13 +229,57 @@ def _wait_until_listening(port: int, child: subprocess.Popen, *, timeout: float,
             time.sleep(0.1)
 
 
+def _demo_gateways_port() -> int:
+    return int(os.environ.get("ISPBILL_DEMO_GATEWAYS_PORT", "") or "18780")
+
+
+def _public_url(host: str, port: int) -> str:
+    """Where browsers and the simulated gateways reach this server: ISPBILL_PUBLIC_URL if
+    set, else the serve address (a wildcard address is reached on 127.0.0.1)."""
+    if os.environ.get("ISPBILL_PUBLIC_URL", "").strip():
+        return os.environ["ISPBILL_PUBLIC_URL"].strip().rstrip("/")
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _wait_for_file(path: str, child: subprocess.Popen, *, timeout: float, stopping) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and child.poll() is None and not stopping():
+        if os.path.exists(path):
+            return True
+        time.sleep(0.1)
+    return os.path.exists(path)
+
+
 def cmd_serve(args) -> int:
     """Run ``web`` and ``worker`` as children; if either stops, stop both.
 
     ``--demo-router`` first starts a simulated MikroTik (``ispbill.sim.routeros``) for the
     demo data's router, loaded with its subscribers' accounts from the database, and waits
     until it listens, so the worker's first pass already reaches it.
+
+    ``--demo-gateways`` starts the bKash, Nagad and SSLCommerz simulators
+    (``ispbill.sim.gateways``, port $ISPBILL_DEMO_GATEWAYS_PORT, default 18780, and the
+    next one for bKash's TLS) in one more child, and gives web and worker the gateway
+    variables pointing at them, with ISPBILL_PUBLIC_URL (unless set) as this server's
+    address. Refused in production mode.
     """
+    if getattr(args, "demo_gateways", False) and os.environ.get("ISPBILL_MODE", "").strip().lower() == "production":
+        print("error: --demo-gateways is for trying ispbill out; it is refused when ISPBILL_MODE=production",
+              file=sys.stderr)
+        return 2
+    tmp_dirs: list[str] = []
+    try:
+        return _serve(args, tmp_dirs)
+    finally:
+        for path in tmp_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _serve(args, tmp_dirs: list[str]) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ispbill.settings")
     me = [sys.executable, "-m", "ispbill.cli"]
     children: list[subprocess.Popen] = []
@@ -258,9 +305,29 @@ def cmd_serve(args) -> int:
         ]))
         _wait_until_listening(port, children[0], timeout=30, stopping=lambda: stopping_since is not None)
         extra = f"; simulated demo router on 127.0.0.1:{port}"
+    child_env = None  # the children inherit this environment unless the demo gateways add to it
+    if getattr(args, "demo_gateways", False) and all(c.poll() is None for c in children) and stopping_since is None:
+        port = _demo_gateways_port()
+        public_url = _public_url(args.host, args.port)
+        tmp = tempfile.mkdtemp(prefix="ispbill-demo-gateways-")
+        tmp_dirs.append(tmp)
+        env_file = os.path.join(tmp, "gateways.json")
+        sims = subprocess.Popen([
+            sys.executable, "-m", "ispbill.sim.gateways", "--host", "127.0.0.1", "--port", str(port),
+            "--tls-port", str(port + 1), "--public-url", public_url, "--env-file", env_file,
+        ])
+        children.append(sims)
+        if _wait_for_file(env_file, sims, timeout=30, stopping=lambda: stopping_since is not None):
+            with open(env_file) as fh:
+                gateways = json.load(fh)
+            child_env = {**os.environ, **gateways["env"], "ISPBILL_PUBLIC_URL": public_url}
+            extra += f"; demo gateways (bKash, Nagad, SSLCommerz) on {gateways['http']}"
+        elif sims.poll() is None and stopping_since is None:
+            print("ispbill: the gateway simulators did not start in 30 s; stopping", file=sys.stderr)
+            stop()
     if all(c.poll() is None for c in children):  # else the loop below reports the child that failed
-        children.append(subprocess.Popen(me + ["web", "--host", args.host, "--port", str(args.port)]))
-        children.append(subprocess.Popen(me + ["worker"]))
+        children.append(subprocess.Popen(me + ["web", "--host", args.host, "--port", str(args.port)], env=child_env))
+        children.append(subprocess.Popen(me + ["worker"], env=child_env))
     if stopping_since is not None:
         stop()
     print(f"ispbill serving on http://{args.host}:{args.port}/ (worker running{extra}); Ctrl-C to stop", flush=True)
@@ -296,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "serve":
             p.add_argument("--demo-router", action="store_true",
                            help="also run a simulated MikroTik for the demo data's router (port $ISPBILL_DEMO_ROUTER_PORT, default 18728)")
+            p.add_argument("--demo-gateways", action="store_true",
+                           help="also run simulated bKash, Nagad and SSLCommerz and pay through them "
+                                "(port $ISPBILL_DEMO_GATEWAYS_PORT, default 18780, and the next one)")
         p.set_defaults(func=fn)
     p = sub.add_parser("worker", help="scheduler and outbox dispatcher")
     p.add_argument("--poll", type=float, default=1.0, help="seconds between polls when idle")

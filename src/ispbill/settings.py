@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "ispbill.portal",
     "ispbill.network",
     "ispbill.api",
+    "ispbill.backoffice",
 ]
 
 MIDDLEWARE = [
@@ -143,6 +144,14 @@ WHITENOISE_AUTOREFRESH = False
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = 8 * 3600
+# Staff sessions end with the browser or after a working day, whichever comes first.
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+LOGIN_URL = "backoffice:login"
+LOGIN_REDIRECT_URL = "backoffice:dashboard"
+LOGOUT_REDIRECT_URL = "backoffice:login"
+# Staff login throttling: this many failures per username and address within the window.
+ISPBILL_LOGIN_MAX_FAILURES = int(os.environ.get("ISPBILL_LOGIN_MAX_FAILURES", "5"))
+ISPBILL_LOGIN_WINDOW_SECONDS = int(os.environ.get("ISPBILL_LOGIN_WINDOW_SECONDS", str(15 * 60)))
 CSRF_COOKIE_HTTPONLY = False
 SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION

@@ -1,9 +1,9 @@
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import path, re_path
-from django.views.generic import TemplateView
+from django.urls import include, path, re_path
 
 from ispbill.api.v1 import api
+from ispbill.backoffice import views as backoffice
 from ispbill.payments import views as payments
 from ispbill.portal import views as portal
 from ispbill.portal import captive
@@ -14,7 +14,8 @@ def health(request):
 
 
 urlpatterns = [
-    path("", TemplateView.as_view(template_name="home.html"), name="home"),
+    path("", backoffice.home, name="home"),
+    path("office/", include("ispbill.backoffice.urls")),
     path("healthz", health, name="health"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),

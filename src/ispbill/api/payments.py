@@ -4,6 +4,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Header, Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
+from ispbill.api.permissions import require_permission
 from ispbill.api.schemas import (
     ErrorOut,
     PaymentIn,
@@ -56,6 +57,7 @@ def list_payments(request, subscriber: int | None = None, status: str = ""):
 def record_payment(request, payload: PaymentIn, idempotency_key: str | None = Header(None, alias="Idempotency-Key")):
     """Record a cash/manual payment. Send an ``Idempotency-Key`` header to make retries safe:
     the same key returns the payment already recorded (200) instead of crediting twice."""
+    require_permission(request, "record_payments")
     payment, created = services.record_payment(
         subscriber_id=payload.subscriber, amount=payload.amount, method=payload.method, reference=payload.reference,
         notes=payload.notes, received_at=payload.received_at or clock.now(), user=request.user,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ninja import Router
 
+from ispbill.api.permissions import require_permission
 from ispbill.api.schemas import DunningSettingsOut, DunningSettingsPatch, ErrorOut, SettingsOut, SettingsPatch
 from ispbill.billing import services
 from ispbill.billing.models import BillingSettings
@@ -23,6 +24,7 @@ def get_settings(request):
 
 @router.patch("", response={200: SettingsOut, 422: ErrorOut})
 def update_settings(request, payload: SettingsPatch):
+    require_permission(request, "manage_settings")
     return out(services.update_billing_settings(**payload.dict(exclude_unset=True)))
 
 
@@ -42,6 +44,7 @@ def get_dunning_settings(request):
 
 @router.patch("/dunning", response={200: DunningSettingsOut, 422: ErrorOut})
 def update_dunning_settings(request, payload: DunningSettingsPatch):
+    require_permission(request, "manage_settings")
     from ispbill.dunning.services import update_dunning_settings as update
 
     return dunning_out(update(**payload.dict(exclude_unset=True)))

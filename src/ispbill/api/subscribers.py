@@ -4,6 +4,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Router, Status
 from ninja.pagination import LimitOffsetPagination, paginate
 
+from ispbill.api.permissions import require_permission
 from ispbill.api.schemas import ChangePackageIn, ChangePackageOut, ErrorOut, SubscriberIn, SubscriberOut, SubscriberPatch
 from ispbill.billing import services as billing
 from ispbill.billing.selectors import balance_subquery
@@ -39,6 +40,7 @@ def list_subscribers(request, q: str = "", status: str = "", area: str = "", pac
 
 @router.post("", response={201: SubscriberOut, 409: ErrorOut, 422: ErrorOut})
 def create_subscriber(request, payload: SubscriberIn):
+    require_permission(request, "change_subscribers")
     data = payload.dict()
     data["package_id"] = data.pop("package")
     data["router_id"] = data.pop("router")
@@ -53,8 +55,10 @@ def get_subscriber(request, subscriber_id: int):
 
 @router.patch("/{subscriber_id}", response={200: SubscriberOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})
 def update_subscriber(request, subscriber_id: int, payload: SubscriberPatch):
-    get_object_or_404(Subscriber, pk=subscriber_id)
     changes = payload.dict(exclude_unset=True)
+    # Status and the suspension exemption decide what the router enforces.
+    require_permission(request, "change_subscribers", *(("manage_status",) if {"status", "never_suspend"} & set(changes) else ()))
+    get_object_or_404(Subscriber, pk=subscriber_id)
     if "router" in changes:
         changes["router_id"] = changes.pop("router")
     services.update_subscriber(subscriber_id=subscriber_id, today=local_date(clock.now()), user=request.user, **changes)
@@ -63,6 +67,7 @@ def update_subscriber(request, subscriber_id: int, payload: SubscriberPatch):
 
 @router.post("/{subscriber_id}/change-package", response={200: ChangePackageOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})
 def change_package(request, subscriber_id: int, payload: ChangePackageIn):
+    require_permission(request, "manage_billing")
     now = clock.now()
     result = billing.change_package(
         subscriber_id=subscriber_id, package_id=payload.package, effective_on=payload.effective_on,

@@ -12,6 +12,9 @@ from ispbill.core.errors import DomainError
 
 
 class BearerToken(HttpBearer):
+    """A token stands for its user: routes see ``request.user`` and check that user's
+    role with :func:`ispbill.api.permissions.require_permission`."""
+
     def authenticate(self, request, token):
         user = tokens.user_for_token(token)
         if user is not None:

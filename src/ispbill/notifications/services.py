@@ -232,8 +232,12 @@ def context_for(
     return ctx
 
 
+def _template_key(msg: Message) -> tuple[str, str, str]:
+    return msg.kind, msg.language or language_for(msg.subscriber), msg.channel
+
+
 def _template_for(msg: Message) -> texts.Text:
-    return _template(msg.kind, msg.language or language_for(msg.subscriber), msg.channel)
+    return _template(*_template_key(msg))
 
 
 def render_message(
@@ -276,8 +280,11 @@ class _Prepared:
     encoding: str
     segments: int | None
     # Prepared in a batch: the UPDATE (and its WHERE parameters) that marks the message
-    # "sending" only if nothing it was rendered from has changed since.
+    # "sending" only if nothing it was rendered from has changed since, and the template
+    # used (by its key), which must still be the current one.
     guard: tuple[str, list] | None = None
+    template_key: tuple[str, str, str] | None = None
+    template: texts.Text | None = None
 
 
 def _rendered(msg: Message, *, now: datetime, isp_settings, tpl=None, link=None, owed=None) -> _Prepared:
@@ -334,6 +341,7 @@ def prepare_sends(items, *, now: datetime) -> dict[int, _Prepared]:
         balance = owed.get(msg.subscriber_id, 0) if _needs_balance(msg, fields) else None
         prepared = _rendered(msg, now=now, isp_settings=isp_settings, tpl=tpl, link=link, owed=balance)
         prepared.guard = _sending_guard(msg, stamp, link=link, owed=balance)
+        prepared.template_key, prepared.template = _template_key(msg), tpl
         out[item_pk] = prepared
     return out
 
@@ -430,10 +438,12 @@ def _mark_prepared_sending(prepared: _Prepared, now: datetime) -> bool:
     on its own); False if anything it was rendered from has changed since."""
     sql, where = prepared.guard
     sending_at = Message._meta.get_field("sending_at").get_db_prep_save(now, connection)
-    return outbox.execute_write(sql, [
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [
             MessageStatus.SENDING.value, sending_at, prepared.subject, prepared.text, prepared.recipient,
             prepared.encoding, prepared.segments, *where,
-        ]) == 1
+        ])
+        return cursor.rowcount == 1
 
 
 def _prepare_locked(message_id: int, now: datetime) -> _Prepared | None:
@@ -514,13 +524,20 @@ def _failed_write(message_id: int, status: str, error: str) -> tuple[str, list]:
 def send_message(item, attempt) -> None:
     now = attempt.now
     prepared = attempt.prepared
-    if prepared is None or not _mark_prepared_sending(prepared, now):
+    if (
+        prepared is None
+        # Staff edited the template since (templates are cached for up to 10 s)?
+        or _template(*prepared.template_key) != prepared.template
+        or not _mark_prepared_sending(prepared, now)
+    ):
         # Not prepared, or something changed since: decide and render it here.
         prepared = _prepare_locked(item.payload["message_id"], now)
         if prepared is None:
             return
     message_id = prepared.message_id
     reference = f"ispbill-{message_id}"
+    # The provider's answer is recorded on the message in the same commit as the
+    # outbox row's outcome.
     try:
         if prepared.channel == Channel.SMS:
             result = sms_channel().send_sms(to=prepared.recipient, text=prepared.text, reference=reference)
@@ -528,7 +545,6 @@ def send_message(item, attempt) -> None:
             result = email_channel().send_email(
                 to=prepared.recipient, subject=prepared.subject, text=prepared.text, html=prepared.html, reference=reference
             )
-    # The message's outcome is committed together with the outbox row's.
     except PermanentSendError as exc:
         attempt.record_with_outcome(*_failed_write(message_id, MessageStatus.DEAD, str(exc)[:2000]))
         raise outbox.PermanentFailure(str(exc)) from None

@@ -95,6 +95,68 @@ def set_adapter_options(name: str, **options) -> dict:
         return previous
 
 
+# -- the demo's simulators (``ispbill serve --demo-gateways``) ---------------------------------
+
+#: Set by ``ispbill serve --demo-gateways`` for its children, with the simulators' TLS
+#: certificate (PEM) in DEMO_SNS_CERT: bKash SNS certificates are then fetched from the
+#: local simulator (https://127.0.0.1) instead of Amazon. Ignored in production mode.
+DEMO_FLAG = "ISPBILL_DEMO_GATEWAYS"
+DEMO_SNS_CERT = "ISPBILL_DEMO_SNS_CERT"
+_demo_lock = threading.Lock()
+_demo_checked = False
+
+
+def _demo_fetch(cert_pem: str) -> Callable[[str], bytes]:
+    import ssl
+
+    import httpx
+
+    context = ssl.create_default_context(cadata=cert_pem)
+
+    def fetch(url: str) -> bytes:
+        response = httpx.get(url, verify=context, timeout=10, follow_redirects=False, headers={"User-Agent": "ispbill"})
+        if response.status_code != 200:
+            raise GatewayUnavailable(f"SNS fetch answered HTTP {response.status_code}", code="gateway_http_error")
+        return response.content
+
+    return fetch
+
+
+def _apply_demo_options() -> None:
+    """Once per process: with ``ISPBILL_DEMO_GATEWAYS=1`` (and not in production), let
+    the bKash adapter accept the demo simulator's SNS certificate, through the same hook
+    the tests use. Options set explicitly (tests) are left alone. Other threads wait
+    until this is done, so none builds (and then loses, mid-request) adapters without it."""
+    global _demo_checked
+    if _demo_checked:
+        return
+    with _demo_lock:
+        if _demo_checked:
+            return
+        try:
+            _demo_options()
+        finally:
+            _demo_checked = True
+
+
+def _demo_options() -> None:
+    if str(os.environ.get(DEMO_FLAG) or "").strip() != "1":
+        return
+    if getattr(settings, "PRODUCTION", True):
+        log.error("%s is set in production mode: ignored; SNS certificates must come from Amazon", DEMO_FLAG)
+        return
+    cert = str(os.environ.get(DEMO_SNS_CERT) or "")
+    if "-----BEGIN CERTIFICATE-----" not in cert:
+        log.error("%s is set without %s (the simulators' certificate): bKash SNS messages will be rejected",
+                  DEMO_FLAG, DEMO_SNS_CERT)
+        return
+    with _registry_lock:
+        explicit = "bkash" in _adapter_options
+    if not explicit:
+        set_adapter_options("bkash", sns_host_pattern=r"127\.0\.0\.1|localhost", sns_fetch=_demo_fetch(cert))
+        log.warning("demo gateways: bKash SNS certificates are fetched from the local simulator (%s=1)", DEMO_FLAG)
+
+
 def _env_key(environ: Mapping[str, str]) -> tuple:
     names = sorted({v for cls in GATEWAYS.values() for v in cls.env_vars} | set(_EXTRA_ENV))
     return tuple((n, str(environ.get(n) or "")) for n in names)
@@ -106,6 +168,7 @@ def configured() -> dict[str, Gateway]:
     whose variables are set but unusable is left out and logged as an error."""
     from ispbill.payments.token_store import DbTokenStore
 
+    _apply_demo_options()
     environ = os.environ
     with _registry_lock:
         key = _env_key(environ)  # set_adapter_options() clears the stored key
@@ -285,8 +348,11 @@ def process_inbound(webhook: InboundWebhook, *, now: datetime, replay: bool = Fa
             processed = Processed(WebhookOutcome.ACCEPTED, result.detail, "confirming")
         else:
             confirmation, reason = result
+            # settle() locks the attempt the gateway's answer names; the (unverified) message's
+            # own hint is only looked up when that answer names none (saves a query per webhook).
+            hint = None if confirmation.reference else _attempt_hint(webhook.gateway, params)
             settled = settle(confirmation=confirmation, gateway=webhook.gateway, now=now, review_reason=reason,
-                             attempt_hint=_attempt_hint(webhook.gateway, params))
+                             attempt_hint=hint)
             processed = Processed(settled.outcome, settled.detail, _page(confirmation, settled),
                                   settled.payment, settled.attempt)
     except GatewayRejected as exc:
@@ -347,7 +413,15 @@ def _record_outcome(webhook: InboundWebhook, processed: Processed, *, now: datet
         fields["replays"] = F("replays") + 1
     with transaction.atomic():
         InboundWebhook.objects.filter(pk=webhook.pk).update(**fields)
-    webhook.refresh_from_db()
+    if replay:
+        webhook.refresh_from_db()  # for the incremented replay count
+        return
+    # What was written, without reading the row back (one query less per webhook).
+    webhook.outcome, webhook.outcome_detail, webhook.processed_at = outcome, fields["outcome_detail"], now
+    if processed.attempt is not None:
+        webhook.attempt = processed.attempt
+    if processed.payment is not None:
+        webhook.payment = processed.payment
 
 
 def _params(webhook: InboundWebhook) -> dict[str, str]:

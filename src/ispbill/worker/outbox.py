@@ -187,20 +187,6 @@ def claim(*, now: datetime, worker_id: str, limit: int = 100, ids: list[int] | N
     return claimed
 
 
-def execute_write(sql: str, params) -> int:
-    """EXPERIMENT: prepared on PostgreSQL."""
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.rowcount
-    import psycopg
-    connection.ensure_connection()
-    connection.validate_no_broken_transaction()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
-        cur.execute(sql, params, prepare=True)
-        return cur.rowcount
-
-
 _FINISH_SQL: dict[tuple, str] = {}
 
 
@@ -237,7 +223,9 @@ def _finish(item: OutboxItem, worker_id: str, writes: list | tuple = (), **field
             cursor.execute(sql, params)
             return cursor.rowcount > 0
     if postgres:
-        return execute_write(sql, [p for _, ps in writes for p in ps] + params) > 0
+        with connection.cursor() as cursor:  # one statement: atomic on its own
+            cursor.execute(sql, [p for _, ps in writes for p in ps] + params)
+            return cursor.rowcount > 0
     with transaction.atomic(), connection.cursor() as cursor:
         for write_sql, write_params in writes:
             cursor.execute(write_sql, write_params)

@@ -12,7 +12,8 @@ from .api_support import JsonClient
 
 @pytest.fixture
 def staff(db):
-    return get_user_model().objects.create_user("staff", "staff@example.com")  # no password: hashing one is slow
+    # A superuser: the API checks the token user's role (tests of roles make their own users).
+    return get_user_model().objects.create_superuser("staff", "staff@example.com")  # no password: hashing one is slow
 
 
 @pytest.fixture

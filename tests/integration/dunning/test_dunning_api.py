@@ -39,7 +39,7 @@ class Api:
 
 @pytest.fixture
 def staff():
-    return get_user_model().objects.create_user(username="clerk", password="x" * 12, is_staff=True)
+    return get_user_model().objects.create_user(username="clerk", password="x" * 12, is_staff=True, is_superuser=True)  # the API checks roles
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ PASSWORD = "s3cret-pw"
 
 @pytest.fixture
 def api(db, fixed_clock) -> JsonClient:
-    user = get_user_model().objects.create_user("staff", "staff@example.com")
+    user = get_user_model().objects.create_superuser("staff", "staff@example.com")  # the API checks roles
     return JsonClient(issue_token(username=user.username))
 
 

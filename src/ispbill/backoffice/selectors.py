@@ -1,0 +1,306 @@
+"""Reads for the back-office pages: a bounded number of queries per page, whatever the
+number of rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models.functions import Coalesce, TruncDate
+
+from ispbill.billing.choices import InvoiceStatus
+from ispbill.billing.ledger import OPEN_STATUSES
+from ispbill.billing.models import Invoice, LedgerEntry
+from ispbill.core.timeutil import isp_zone, start_of_day
+from ispbill.network.choices import ActionKind
+from ispbill.network.models import EnforcementAction, NetworkState, ReconcileRun, Router
+from ispbill.notifications.choices import MessageStatus
+from ispbill.notifications.models import Message
+from ispbill.payments.choices import CREDITED_STATUSES, PaymentMethod, PaymentStatus
+from ispbill.payments.models import Payment
+from ispbill.plans.models import Package
+from ispbill.subscribers.choices import SubscriberStatus
+from ispbill.subscribers.models import Subscriber
+from ispbill.subscribers.selectors import subscriber_list
+from ispbill.worker.models import OutboxItem, OutboxState
+
+PAGE_SIZE = 50
+#: The list counts matches up to this many; beyond it the page says "more than".
+COUNT_LIMIT = 1000
+
+
+# -- subscribers list ----------------------------------------------------------------------
+
+@dataclass
+class SubscriberFilters:
+    q: str = ""
+    status: str = ""
+    area: str = ""
+    package: int | None = None
+    router: int | None = None
+    overdue: bool = False
+
+    @classmethod
+    def from_query(cls, params) -> "SubscriberFilters":
+        def as_id(name):
+            value = (params.get(name) or "").strip()
+            return int(value) if value.isdigit() else None
+
+        status = params.get("status", "")
+        return cls(
+            q=(params.get("q") or "").strip()[:100],
+            status=status if status in SubscriberStatus.values else "",
+            area=(params.get("area") or "").strip()[:100],
+            package=as_id("package"),
+            router=as_id("router"),
+            overdue=params.get("overdue") in ("1", "on", "true"),
+        )
+
+    def active(self) -> bool:
+        return bool(self.q or self.status or self.area or self.package or self.router or self.overdue)
+
+
+def overdue_exists(today: date):
+    return Exists(
+        Invoice.objects.filter(
+            subscriber_id=OuterRef("pk"), status__in=OPEN_STATUSES, amount_due_paisa__gt=0, due_on__lt=today
+        )
+    )
+
+
+def filtered_subscribers(filters: SubscriberFilters, *, today: date):
+    qs = subscriber_list(q=filters.q, status=filters.status, area=filters.area, package_id=filters.package)
+    if filters.router is not None:
+        qs = qs.filter(router_id=filters.router)
+    if filters.overdue:
+        qs = qs.filter(overdue_exists(today))
+    return qs.select_related("package", "router")
+
+
+@dataclass
+class Page:
+    rows: list
+    count: int
+    count_capped: bool
+    next_after: int | None
+    prev_before: int | None
+    first: bool
+
+
+def subscriber_page(filters: SubscriberFilters, *, today: date, after: int | None = None, before: int | None = None) -> Page:
+    """One page of subscribers in id order, by keyset (``after``/``before`` an id), so
+    page 2,000 costs what page 1 does; the match count stops at :data:`COUNT_LIMIT`."""
+    qs = filtered_subscribers(filters, today=today)
+    if before is not None:
+        rows = list(qs.filter(id__lt=before).order_by("-id")[: PAGE_SIZE + 1])
+        more_before = len(rows) > PAGE_SIZE
+        rows = list(reversed(rows[:PAGE_SIZE]))
+        more_after = True
+    else:
+        if after is not None:
+            qs = qs.filter(id__gt=after)
+        rows = list(qs.order_by("id")[: PAGE_SIZE + 1])
+        more_after = len(rows) > PAGE_SIZE
+        rows = rows[:PAGE_SIZE]
+        more_before = after is not None
+    # COUNT over a LIMITed subquery: bounded work however many rows match.
+    counted = filtered_subscribers(filters, today=today).order_by().values("id")[: COUNT_LIMIT + 1].count()
+    return Page(
+        rows=rows,
+        count=min(counted, COUNT_LIMIT),
+        count_capped=counted > COUNT_LIMIT,
+        next_after=rows[-1].pk if rows and more_after else None,
+        prev_before=rows[0].pk if rows and more_before else None,
+        first=not more_before,
+    )
+
+
+def filter_choices() -> dict:
+    return {
+        "packages": list(Package.objects.order_by("name").values_list("id", "name")),
+        "routers": list(Router.objects.order_by("name").values_list("id", "name")),
+        "areas": list(
+            Subscriber.objects.exclude(area="").order_by("area").values_list("area", flat=True).distinct()[:500]
+        ),
+        "statuses": SubscriberStatus.choices,
+    }
+
+
+# -- subscriber detail ---------------------------------------------------------------------
+
+DETAIL_ROWS = 25
+
+
+@dataclass
+class SubscriberDetail:
+    subscriber: Subscriber
+    balance_paisa: int
+    network: NetworkState | None
+    ledger: list
+    invoices: list
+    open_invoices: list
+    payments: list
+    messages: list
+    enforcement: list
+    packages: list
+    pending_change: object | None = None
+
+
+def subscriber_detail(subscriber_id: int) -> SubscriberDetail | None:
+    from ispbill.billing.models import PackageChange
+
+    sub = (
+        Subscriber.objects.select_related("package", "router")
+        .annotate(balance_paisa=Coalesce(Subquery(
+            LedgerEntry.objects.filter(subscriber_id=OuterRef("pk")).order_by().values("subscriber_id")
+            .annotate(s=Sum("amount_paisa")).values("s")
+        ), Value(0)))
+        .filter(pk=subscriber_id)
+        .first()
+    )
+    if sub is None:
+        return None
+    invoices = list(Invoice.objects.filter(subscriber_id=sub.pk).order_by("-issued_on", "-id")[:DETAIL_ROWS])
+    return SubscriberDetail(
+        subscriber=sub,
+        balance_paisa=sub.balance_paisa,
+        network=NetworkState.objects.filter(subscriber_id=sub.pk).first(),
+        ledger=list(
+            LedgerEntry.objects.filter(subscriber_id=sub.pk).select_related("invoice", "payment", "credit_note")
+            .order_by("-created_at", "-id")[:DETAIL_ROWS]
+        ),
+        invoices=invoices,
+        open_invoices=list(
+            Invoice.objects.filter(subscriber_id=sub.pk, status__in=OPEN_STATUSES, amount_due_paisa__gt=0)
+            .order_by("due_on", "id")[:DETAIL_ROWS]
+        ),
+        payments=list(Payment.objects.filter(subscriber_id=sub.pk).order_by("-received_at", "-id")[:DETAIL_ROWS]),
+        messages=list(Message.objects.filter(subscriber_id=sub.pk).order_by("-created_at", "-id")[:DETAIL_ROWS]),
+        enforcement=list(
+            EnforcementAction.objects.filter(subscriber_id=sub.pk).select_related("router", "requested_by")
+            .order_by("-created_at", "-id")[:DETAIL_ROWS]
+        ),
+        packages=list(Package.objects.filter(is_active=True).exclude(pk=sub.package_id).order_by("price_paisa", "name")),
+        pending_change=PackageChange.objects.filter(subscriber_id=sub.pk, applied_at__isnull=True)
+        .select_related("new_package").first(),
+    )
+
+
+# -- dashboard -----------------------------------------------------------------------------
+
+AGING_BUCKETS = (("0–7 days", 0, 7), ("8–30 days", 8, 30), ("31–60 days", 31, 60), ("60+ days", 61, None))
+
+
+@dataclass
+class Dashboard:
+    today: date
+    month_start: date
+    billed_paisa: int
+    collected_paisa: int
+    collection_rate: float | None
+    outstanding_paisa: int
+    not_due_paisa: int
+    overdue_paisa: int
+    aging: list[tuple[str, int]]
+    by_status: dict[str, int]
+    suspended_today: int
+    restored_today: int
+    routers: list
+    outbox_backlog: int
+    outbox_dead: int
+    messages_dead: int
+    needs_review: int
+    leakage: dict[str, int]
+    payments_by_day: dict = field(default_factory=dict)  # {series label: {date: paisa}}
+    days: list[date] = field(default_factory=list)
+
+
+def dashboard(*, now: datetime, today: date, days: int = 30) -> Dashboard:
+    month_start = today.replace(day=1)
+    billed = Invoice.objects.filter(issued_on__gte=month_start, issued_on__lte=today).exclude(
+        status=InvoiceStatus.VOID
+    ).aggregate(s=Sum("total_paisa"))["s"] or 0
+    collected = Payment.objects.filter(
+        status__in=CREDITED_STATUSES, received_at__gte=start_of_day(month_start)
+    ).aggregate(a=Sum("amount_paisa"), r=Sum("refunded_paisa"))
+    collected_paisa = (collected["a"] or 0) - (collected["r"] or 0)
+
+    # Outstanding money, aged by days past the due date, in one pass over open invoices.
+    def bucket(lo: int, hi: int | None):
+        cond = Q(due_on__lte=today - timedelta(days=lo))
+        if hi is not None:
+            cond &= Q(due_on__gte=today - timedelta(days=hi))
+        return Sum(Case(When(cond, then="amount_due_paisa"), default=0, output_field=IntegerField()))
+
+    sums = Invoice.objects.filter(status__in=OPEN_STATUSES, amount_due_paisa__gt=0).aggregate(
+        total=Sum("amount_due_paisa"),
+        not_due=Sum(Case(When(due_on__gt=today, then="amount_due_paisa"), default=0, output_field=IntegerField())),
+        overdue=Sum(Case(When(due_on__lt=today, then="amount_due_paisa"), default=0, output_field=IntegerField())),
+        **{f"b{i}": bucket(lo, hi) for i, (_, lo, hi) in enumerate(AGING_BUCKETS)},
+    )
+
+    by_status = {s: 0 for s in SubscriberStatus.values}
+    by_status.update(dict(Subscriber.objects.order_by().values_list("status").annotate(n=Count("id"))))
+
+    actions_today = dict(
+        EnforcementAction.objects.filter(created_at__gte=start_of_day(today)).order_by()
+        .values_list("action").annotate(n=Count("id"))
+    )
+    outbox = dict(
+        OutboxItem.objects.filter(state__in=(OutboxState.PENDING, OutboxState.IN_FLIGHT, OutboxState.DEAD)).order_by()
+        .values_list("state").annotate(n=Count("id"))
+    )
+
+    routers = list(Router.objects.order_by("name"))
+    latest = ReconcileRun.objects.filter(
+        pk__in=Subquery(
+            Router.objects.annotate(
+                run=Subquery(ReconcileRun.objects.filter(router=OuterRef("pk")).order_by("-started_at").values("pk")[:1])
+            ).values("run")
+        )
+    ).only("router_id", "online_unpaid", "unknown_on_router", "paid_but_suspended", "missing_on_router", "finished_at")
+    leakage = {"online_unpaid": 0, "unknown_on_router": 0, "paid_but_suspended": 0, "missing_on_router": 0}
+    last_run = {}
+    for run in latest:
+        last_run[run.router_id] = run
+        for key in leakage:
+            leakage[key] += len(getattr(run, key) or [])
+    for router in routers:
+        router.last_run = last_run.get(router.pk)
+
+    first_day = today - timedelta(days=days - 1)
+    per_day: dict[str, dict[date, int]] = {}
+    rows = (
+        Payment.objects.filter(status__in=CREDITED_STATUSES, received_at__gte=start_of_day(first_day))
+        .annotate(day=TruncDate("received_at", tzinfo=isp_zone()))
+        .order_by().values_list("day", "gateway", "method").annotate(s=Sum("amount_paisa"))
+    )
+    for day, gateway, method, paisa in rows:
+        label = gateway or dict(PaymentMethod.choices).get(method, method)
+        per_day.setdefault(label, {})
+        per_day[label][day] = per_day[label].get(day, 0) + (paisa or 0)
+
+    return Dashboard(
+        today=today,
+        month_start=month_start,
+        billed_paisa=billed,
+        collected_paisa=collected_paisa,
+        collection_rate=(collected_paisa / billed) if billed else None,
+        outstanding_paisa=sums["total"] or 0,
+        not_due_paisa=sums["not_due"] or 0,
+        overdue_paisa=sums["overdue"] or 0,
+        aging=[(label, sums[f"b{i}"] or 0) for i, (label, _, _) in enumerate(AGING_BUCKETS)],
+        by_status=by_status,
+        suspended_today=actions_today.get(ActionKind.SUSPEND, 0),
+        restored_today=actions_today.get(ActionKind.RESTORE, 0),
+        routers=routers,
+        outbox_backlog=outbox.get(OutboxState.PENDING, 0) + outbox.get(OutboxState.IN_FLIGHT, 0),
+        outbox_dead=outbox.get(OutboxState.DEAD, 0),
+        messages_dead=Message.objects.filter(status=MessageStatus.DEAD).count(),
+        needs_review=Payment.objects.filter(status=PaymentStatus.NEEDS_REVIEW).count(),
+        leakage=leakage,
+        payments_by_day=per_day,
+        days=[first_day + timedelta(days=i) for i in range(days)],
+    )
+

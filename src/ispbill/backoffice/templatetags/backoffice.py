@@ -1,0 +1,89 @@
+"""Template helpers: ``taka`` (paisa → "৳ 1,234.56"), status badges coloured from the
+choices classes, and table cells for the shared list template."""
+
+from __future__ import annotations
+
+from django import template
+from django.utils.html import format_html
+
+from ispbill.billing.choices import InvoiceStatus
+from ispbill.core.money import from_paisa
+from ispbill.network.choices import ActionStatus
+from ispbill.notifications.choices import MessageStatus
+from ispbill.payments.choices import PaymentStatus
+from ispbill.subscribers.choices import SubscriberStatus
+from ispbill.worker.models import OutboxState
+
+register = template.Library()
+
+_CHOICES = {
+    "subscriber": SubscriberStatus,
+    "invoice": InvoiceStatus,
+    "payment": PaymentStatus,
+    "message": MessageStatus,
+    "action": ActionStatus,
+    "outbox": OutboxState,
+}
+
+
+@register.filter
+def taka(paisa) -> str:
+    """Integer paisa as taka with two decimals and thousands separators: ``৳ 1,234.56``."""
+    if paisa is None or paisa == "":
+        return ""
+    amount = from_paisa(int(paisa))
+    sign = "−" if amount < 0 else ""
+    return f"{sign}৳ {abs(amount):,.2f}"
+
+
+@register.filter
+def percent(value) -> str:
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+@register.simple_tag
+def badge(value, kind: str):
+    choices = _CHOICES[kind]
+    try:
+        choice = choices(value)
+    except ValueError:
+        return format_html('<span class="badge grey">{}</span>', value)
+    return format_html('<span class="badge {}">{}</span>', choice.colour, choice.label)
+
+
+@register.simple_tag
+def cell(row, column):
+    value = column.value(row)
+    if column.kind == "money":
+        text = taka(value)
+    elif column.kind == "badge":
+        return badge(value, column.badge)
+    elif column.kind == "bool":
+        text = "yes" if value else "no"
+    else:
+        text = "" if value is None else value
+    if column.link is not None:
+        return format_html('<a href="{}">{}</a>', column.link(row), text)
+    return format_html("{}", text)
+
+
+@register.simple_tag(takes_context=True)
+def can(context, codename: str) -> bool:
+    from ispbill.backoffice.permissions import has_permission
+
+    return has_permission(context["request"].user, codename)
+
+
+@register.simple_tag(takes_context=True)
+def query_with(context, **changes) -> str:
+    """The current query string with ``changes`` applied (None removes a key)."""
+    params = context["request"].GET.copy()
+    for key in ("after", "before"):
+        params.pop(key, None)
+    for key, value in changes.items():
+        if value is None or value == "":
+            params.pop(key, None)
+        else:
+            params[key] = value
+    encoded = params.urlencode()
+    return f"?{encoded}" if encoded else "?"
