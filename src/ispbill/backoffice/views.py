@@ -142,12 +142,11 @@ def _form_errors(request, form) -> None:
             messages.error(request, f"{label.capitalize()}: {error}" if label else error)
 
 
-@require_GET
-@permission_required("manage_billing")
-def change_package_preview(request, pk: int):
-    """The prorated lines a package change would post; nothing is written."""
+def _change_package(request, pk: int, *, data, preview: bool):
+    """Validate the form and call ``change_package``; returns (detail, form, outcome), or
+    a redirect back to the subscriber with the errors shown."""
     detail = _detail_or_404(pk)
-    form = ChangePackageForm(request.GET, packages=detail.packages)
+    form = ChangePackageForm(data, packages=detail.packages)
     if not form.is_valid():
         _form_errors(request, form)
         return _back(pk)
@@ -155,11 +154,22 @@ def change_package_preview(request, pk: int):
     try:
         outcome = billing.change_package(
             subscriber_id=pk, package_id=form.cleaned_data["package"], effective_on=form.cleaned_data["effective_on"],
-            preview=True, today=local_date(now), now=now, user=request.user,
+            preview=preview, today=local_date(now), now=now, user=request.user,
         )
     except DomainError as exc:
         messages.error(request, exc.message)
         return _back(pk)
+    return detail, form, outcome
+
+
+@require_GET
+@permission_required("manage_billing")
+def change_package_preview(request, pk: int):
+    """The prorated lines a package change would post; nothing is written."""
+    result = _change_package(request, pk, data=request.GET, preview=True)
+    if not isinstance(result, tuple):
+        return result
+    detail, form, outcome = result
     new = next(p for p in detail.packages if p.pk == form.cleaned_data["package"])
     context = {
         "title": f"Change package: {detail.subscriber.name}",
@@ -177,20 +187,10 @@ def change_package_preview(request, pk: int):
 @require_POST
 @permission_required("manage_billing")
 def change_package(request, pk: int):
-    detail = _detail_or_404(pk)
-    form = ChangePackageForm(request.POST, packages=detail.packages)
-    if not form.is_valid():
-        _form_errors(request, form)
-        return _back(pk)
-    now = clock.now()
-    try:
-        outcome = billing.change_package(
-            subscriber_id=pk, package_id=form.cleaned_data["package"], effective_on=form.cleaned_data["effective_on"],
-            preview=False, today=local_date(now), now=now, user=request.user,
-        )
-    except DomainError as exc:
-        messages.error(request, exc.message)
-        return _back(pk)
+    result = _change_package(request, pk, data=request.POST, preview=False)
+    if not isinstance(result, tuple):
+        return result
+    _, form, outcome = result
     done = {
         "invoice": f"Package changed; invoice {outcome.invoice.number if outcome.invoice else ''} issued.",
         "credit_note": f"Package changed; credit note {outcome.credit_note.number if outcome.credit_note else ''} issued.",
