@@ -31,7 +31,7 @@ from django.db import transaction
 
 from ispbill.billing.ledger import OPEN_STATUSES
 from ispbill.billing.models import BillingSettings, Invoice
-from ispbill.billing.services import change_package, issue_credit_note, run_billing
+from ispbill.billing.services import change_package, issue_credit_note, run_billing, update_billing_settings
 from ispbill.core.money import from_paisa
 from ispbill.core.timeutil import local_date, start_of_day
 from ispbill.network.choices import Reason
@@ -543,6 +543,7 @@ def load_demo(*, now: datetime, if_empty: bool = True, stdout=None) -> DemoResul
             return DemoResult(skipped=True, admin_password=None)
         invoices_before, payments_before = Invoice.objects.count(), Payment.objects.count()
         staff, admin_password = _ensure_admin()
+        update_billing_settings(isp_name="Dhaka Demo Net", hotline="09610-123456")
         sim = _Simulation(now=now, rng=random.Random(SEED), staff=staff)
         sim.create_packages()
         sim.create_router()
