@@ -150,13 +150,15 @@ def cmd_import_router(args) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     try:
-        secrets = list(driver_for(router).read_state().secrets.values())
+        driver = driver_for(router)
+        secrets = list(driver.read_state().secrets.values())
     except Exception as exc:  # unreachable, login refused, unreadable stored password
         print(f"error: cannot read PPP secrets from {router.name}: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
         return 1
     plan = importer.plan_import(
         router=router, secrets=secrets, maps=maps, default_package=default,
         phone_from_comment=args.phone_from_comment, placeholder_phone=placeholder,
+        suspended_profile=getattr(driver, "suspended_profile", "") or router.suspended_profile,
     )
     verb = "Would create" if args.dry_run else "Creating"
     print(f"{router.name}: {len(secrets)} PPP secrets, {len(plan.known)} already in billing.")

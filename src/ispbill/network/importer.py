@@ -107,6 +107,7 @@ def plan_import(
     default_package: Package | None = None,
     phone_from_comment: bool = False,
     placeholder_phone: str = "",
+    suspended_profile: str = "",
 ) -> ImportPlan:
     """Decide, secret by secret, what the import would do. Reads only the database."""
     plan = ImportPlan(router=router)
@@ -134,7 +135,8 @@ def plan_import(
         if secret.disabled:
             plan.skipped.append(Skipped(username, "the secret is disabled on the router"))
             continue
-        suspended = secret.profile == router.suspended_profile
+        # The driver's own name for "suspended" (a RADIUS group) wins over the router's profile.
+        suspended = secret.profile == (suspended_profile or router.suspended_profile)
         package = maps.get(secret.profile)
         if package is None and not suspended:
             candidates = by_profile.get(secret.profile, [])
