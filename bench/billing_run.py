@@ -17,20 +17,17 @@ asserts nothing beyond reporting the correctness check.
 from __future__ import annotations
 
 import argparse
-import atexit
 import gc
 import os
 import resource
-import shutil
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+from throwaway import use_throwaway_database  # noqa: E402  (bench/, next to this script)
 
 TODAY = date(2026, 11, 25)
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -49,49 +46,6 @@ def _parse_args() -> argparse.Namespace:
     p.add_argument("--profile", metavar="FILE", default=None, help="write a cProfile of the measured run to FILE")
     p.add_argument("--keep", action="store_true", help="keep the throwaway database (prints where it is)")
     return p.parse_args()
-
-
-# -- throwaway database ---------------------------------------------------------------
-
-def _prepare_sqlite(keep: bool) -> str:
-    data_dir = tempfile.mkdtemp(prefix="ispbill-bench-")
-    os.environ["ISPBILL_DATA_DIR"] = data_dir
-    os.environ.pop("DATABASE_URL", None)  # settings then default to DATA_DIR/ispbill.sqlite3
-    if keep:
-        print(f"keeping {data_dir}")
-    else:
-        atexit.register(shutil.rmtree, data_dir, True)
-    return f"sqlite:///{data_dir}/ispbill.sqlite3"
-
-
-def _prepare_postgres(url: str, keep: bool) -> str:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = f"ispbill_bench_{os.getpid()}"
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    bench_url = urlunsplit(parts._replace(path=f"/{name}"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    if keep:
-        print(f"keeping database {name}")
-    else:
-        atexit.register(drop)
-    # A temporary data dir anyway, so the generated secret key lands nowhere permanent.
-    data_dir = tempfile.mkdtemp(prefix="ispbill-bench-")
-    os.environ["ISPBILL_DATA_DIR"] = data_dir
-    atexit.register(shutil.rmtree, data_dir, True)
-    os.environ["DATABASE_URL"] = bench_url
-    return bench_url
 
 
 # -- memory ---------------------------------------------------------------------------
@@ -253,10 +207,7 @@ def _verify(n: int, counts: dict[int, int]) -> list[tuple[str, object, object]]:
 def main() -> int:
     args = _parse_args()
     url = args.database_url or os.environ.get("DATABASE_URL", "")
-    if url.startswith(("postgres://", "postgresql://")):
-        _prepare_postgres(url, args.keep)
-    else:
-        _prepare_sqlite(args.keep)
+    use_throwaway_database(url, label="billing", keep=args.keep)
     os.environ["DJANGO_SETTINGS_MODULE"] = "ispbill.settings"
     os.environ.setdefault("ISPBILL_LOG_LEVEL", "WARNING")
 

@@ -31,13 +31,10 @@ reported, not asserted.
 from __future__ import annotations
 
 import argparse
-import atexit
 import gc
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -45,6 +42,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+from throwaway import use_throwaway_database  # noqa: E402  (bench/, next to this script)
 
 ACTIVATED = date(2026, 11, 1)
 ISSUED_ON = date(2026, 11, 24)
@@ -67,48 +65,6 @@ def _parse_args() -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the throwaway database (prints where it is)")
     return p.parse_args()
 
-
-# -- throwaway database ---------------------------------------------------------------
-
-def _prepare_sqlite(keep: bool) -> None:
-    data_dir = tempfile.mkdtemp(prefix="ispbill-bench-dunning-")
-    os.environ["ISPBILL_DATA_DIR"] = data_dir
-    os.environ.pop("DATABASE_URL", None)  # settings then default to DATA_DIR/ispbill.sqlite3
-    if keep:
-        print(f"keeping {data_dir}")
-    else:
-        atexit.register(shutil.rmtree, data_dir, True)
-
-
-def _prepare_postgres(url: str, keep: bool) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = f"ispbill_bench_dunning_{os.getpid()}"
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    bench_url = urlunsplit(parts._replace(path=f"/{name}"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    if keep:
-        print(f"keeping database {name}")
-    else:
-        atexit.register(drop)
-    data_dir = tempfile.mkdtemp(prefix="ispbill-bench-dunning-")  # generated secret key goes nowhere permanent
-    os.environ["ISPBILL_DATA_DIR"] = data_dir
-    atexit.register(shutil.rmtree, data_dir, True)
-    os.environ["DATABASE_URL"] = bench_url
-
-
-# -- setup ----------------------------------------------------------------------------
 
 def _row_template(model, now: datetime):
     """Column names, a row of defaults and {attname: position} for ``model``."""
@@ -395,10 +351,7 @@ def main() -> int:
         return _serve_sink()
     args = _parse_args()
     url = args.database_url or os.environ.get("DATABASE_URL", "")
-    if url.startswith(("postgres://", "postgresql://")):
-        _prepare_postgres(url, args.keep)
-    else:
-        _prepare_sqlite(args.keep)
+    use_throwaway_database(url, label="dunning", keep=args.keep)
     os.environ["DJANGO_SETTINGS_MODULE"] = "ispbill.settings"
     os.environ.setdefault("ISPBILL_LOG_LEVEL", "WARNING")
     os.environ["ISPBILL_TIME_ZONE"] = "Asia/Dhaka"

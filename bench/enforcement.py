@@ -37,21 +37,18 @@ not measured.
 from __future__ import annotations
 
 import argparse
-import atexit
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+from throwaway import use_throwaway_database  # noqa: E402  (bench/, next to this script)
 
 from ispbill.network.drift import Desired, diff  # noqa: E402
 from ispbill.network.drivers.base import Target  # noqa: E402
@@ -154,38 +151,6 @@ SUSPENDED_AT = datetime(2026, 12, 5, 3, 0, tzinfo=UTC)  # 09:00 in Dhaka, after 
 PAID_AT = datetime(2026, 12, 5, 6, 0, tzinfo=UTC)  # 12:00 in Dhaka
 
 
-def _throwaway_database(url: str | None) -> str:
-    """Point this process at a new, empty database; returns a label for it. SQLite: a
-    file in a temporary directory. PostgreSQL: ``ispbill_bench_enf_<pid>`` on the URL's
-    server, dropped at exit (the database named in the URL is only used for its host,
-    port and user)."""
-    data_dir = tempfile.mkdtemp(prefix="ispbill-bench-enf-")
-    os.environ["ISPBILL_DATA_DIR"] = data_dir  # also where the generated secret key lands
-    atexit.register(shutil.rmtree, data_dir, True)
-    if not url:
-        os.environ.pop("DATABASE_URL", None)  # settings default to DATA_DIR/ispbill.sqlite3
-        return f"sqlite at {data_dir}/ispbill.sqlite3"
-    import psycopg
-
-    parts = urlsplit(url)
-    name = f"ispbill_bench_enf_{os.getpid()}"
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    atexit.register(drop)
-    os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{name}"))
-    return f"postgresql database {name} on {parts.hostname}:{parts.port or 5432} (created for this run)"
-
-
 def _percentile(sorted_values: list[float], q: float) -> float:
     """Nearest-rank percentile of an ascending list."""
     rank = max(1, -(-len(sorted_values) * q // 100))
@@ -194,7 +159,7 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 
 def bench_payment_restore(count: int, latency: float, url: str | None) -> int:
     """Part (a) in this process, on a throwaway database (see the module docstring)."""
-    where = _throwaway_database(url)
+    where = use_throwaway_database(url, label="enf")
     os.environ["DJANGO_SETTINGS_MODULE"] = "ispbill.settings"
     os.environ.setdefault("ISPBILL_LOG_LEVEL", "WARNING")
     import django
