@@ -8,14 +8,12 @@ the test client, in whatever order a test wants.
 
 from __future__ import annotations
 
-import threading
 from datetime import date
 from urllib.parse import urlencode
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth import get_user_model
 from django.test import Client
 
@@ -23,12 +21,13 @@ from ispbill.api.tokens import issue_token
 from ispbill.payments import gateway_services, links
 from ispbill.payments.gateways import GATEWAYS
 from ispbill.sim.bkash import BkashSimulator
-from ispbill.sim.http import Request, serve_in_thread
+from ispbill.sim.http import Request
 from ispbill.sim.nagad import NagadSimulator
 from ispbill.sim.sslcommerz import SslcommerzSimulator
 
 from ..api.api_support import JsonClient
 from ..billing.billing_support import bill, make_package, make_subscriber
+from ..gateways.conftest import Receiver, rsa_key, serve  # noqa: F401  (shared simulator fixtures)
 from ..gateways.hosted_pages import Browser
 
 TOPIC = "arn:aws:sns:ap-southeast-1:123456789012:isp-payments"
@@ -36,57 +35,6 @@ BKASH = {"app_key": "key-123", "app_secret": "secret-456", "username": "isp", "p
 NAGAD_MERCHANT = "683002007104225"
 STORE, STORE_PASSWORD = "ispbd01", "ispbd01@ssl"
 NOV_1 = date(2026, 11, 1)
-
-
-@pytest.fixture(scope="session")
-def rsa_key():
-    keys: dict[str, rsa.RSAPrivateKey] = {}
-    lock = threading.Lock()
-
-    def get(name: str) -> rsa.RSAPrivateKey:
-        with lock:
-            if name not in keys:
-                keys[name] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            return keys[name]
-
-    return get
-
-
-@pytest.fixture
-def serve():
-    servers = []
-
-    def start(app, **options):
-        server = serve_in_thread(app, **options)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in reversed(servers):
-        server.stop()
-
-
-class Receiver:
-    """Our public side as the gateways see it: records every request, answers 200."""
-
-    def __init__(self):
-        self.requests: list[Request] = []
-        self.base_url = ""
-        self._lock = threading.Lock()
-
-    def bind(self, base_url: str, *, tls: bool) -> None:
-        self.base_url = base_url
-
-    def __call__(self, environ, start_response):
-        request = Request.from_environ(environ)
-        with self._lock:
-            self.requests.append(request)
-        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
-        return [b"ok"]
-
-    def received(self, path: str) -> list[Request]:
-        with self._lock:
-            return [r for r in self.requests if r.path == path]
 
 
 @pytest.fixture
