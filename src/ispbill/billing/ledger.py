@@ -19,13 +19,18 @@ from ispbill.subscribers.models import Subscriber
 OPEN_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.PARTIALLY_PAID)
 
 
-def lock_subscriber(subscriber_id: int) -> Subscriber:
+def lock_subscriber(subscriber_id: int, *, with_package: bool = True) -> Subscriber:
     """Lock the subscriber's row for the rest of the transaction (no-op lock on SQLite,
     where the IMMEDIATE transaction already serialises writers).
 
     Only the subscriber's row: without ``of`` PostgreSQL would also lock the joined
-    package row and serialise every money operation of everyone on that package."""
-    sub = Subscriber.objects.select_for_update(of=("self",)).select_related("package").filter(pk=subscriber_id).first()
+    package row and serialise every money operation of everyone on that package.
+    ``with_package=False``: callers that never look at the package skip the join (it
+    is then loaded on first access, as for any foreign key)."""
+    qs = Subscriber.objects.select_for_update(of=("self",))
+    if with_package:
+        qs = qs.select_related("package")
+    sub = qs.filter(pk=subscriber_id).first()
     if sub is None:
         raise NotFound("subscriber not found", code="subscriber_not_found")
     return sub

@@ -108,10 +108,15 @@ def _overdue(subscriber: Subscriber, today: date, grace_days: int) -> bool:
     return False
 
 
-def restore_if_settled(*, subscriber_id: int, now: datetime) -> EnforcementAction | None:
+def restore_if_settled(
+    *, subscriber_id: int, now: datetime, subscriber: Subscriber | None = None
+) -> EnforcementAction | None:
     """After money arrives: restore a subscriber suspended for non-payment once nothing
-    that would suspend them is left unpaid. Staff suspensions stay until staff lift them."""
-    sub = Subscriber.objects.get(pk=subscriber_id)
+    that would suspend them is left unpaid. Staff suspensions stay until staff lift them.
+
+    ``subscriber``: the row as locked by the caller in this transaction (its status is
+    then current and not read again); loaded here otherwise."""
+    sub = subscriber if subscriber is not None and subscriber.pk == subscriber_id else Subscriber.objects.get(pk=subscriber_id)
     if sub.status != SubscriberStatus.SUSPENDED:
         return None
     state = NetworkState.objects.filter(subscriber_id=subscriber_id).first()

@@ -83,6 +83,49 @@ def queue_message(
     return msg
 
 
+def queue_messages(
+    *, subscriber: Subscriber, kind: str, channels: tuple[str, ...], now: datetime, dedupe_keys: tuple[str, ...],
+    payment=None, trigger: str = Trigger.AUTO,
+) -> list[Message]:
+    """Queue one message per channel (each with its dedupe key) in the caller's
+    transaction, as :func:`queue_message` would one by one, in a few statements: the
+    messages and their outbox items each inserted in one statement, in a savepoint.
+    Should any key be taken already (or by a concurrent writer meanwhile), the savepoint
+    is rolled back and it falls back to :func:`queue_message` per channel, which skips
+    the keys taken."""
+    wanted = [(c, k) for c, k in zip(channels, dedupe_keys) if not (c == Channel.EMAIL and not subscriber.email)]
+    if not wanted:
+        return []
+    if not connection.features.can_return_rows_from_bulk_insert:
+        out = [queue_message(subscriber=subscriber, kind=kind, channel=c, now=now, dedupe_key=k, payment=payment,
+                             trigger=trigger) for c, k in wanted]
+        return [m for m in out if m is not None]
+    # No look-up first: the keys are unique in the table, so a key already used fails
+    # the insert below and the fallback then skips it.
+    language = language_for(subscriber)
+    try:
+        with transaction.atomic():
+            msgs = Message.objects.bulk_create([
+                Message(
+                    subscriber=subscriber, payment=payment, kind=kind, channel=c, trigger=trigger, dedupe_key=k,
+                    recipient=recipient_for(subscriber, c), language=language, created_at=now,
+                )
+                for c, k in wanted
+            ])
+            sms_release = (
+                sms_release_at(now, dunning=current_settings()[1]) if any(c == Channel.SMS for c, _ in wanted) else None
+            )
+            outbox.enqueue_many(topic=SEND_TOPIC, items=[
+                (f"message:{m.pk}", {"message_id": m.pk}, sms_release if m.channel == Channel.SMS else None)
+                for m in msgs
+            ], now=now)
+    except IntegrityError:
+        out = [queue_message(subscriber=subscriber, kind=kind, channel=c, now=now, dedupe_key=k, payment=payment,
+                             trigger=trigger) for c, k in wanted]
+        return [m for m in out if m is not None]
+    return msgs
+
+
 def _create_queued(*, subscriber, invoice, payment, kind, step, channel, trigger, dedupe_key, user, now) -> Message:
     msg = Message.objects.create(
         subscriber=subscriber, invoice=invoice, payment=payment, kind=kind, step=step, channel=channel,

@@ -288,11 +288,11 @@ def store_inbound(
 ) -> InboundWebhook:
     """Keep a callback or webhook as it arrived, committed before it is processed."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    with transaction.atomic():
-        return InboundWebhook.objects.create(
-            gateway=gateway, kind=kind, method=method.upper()[:8], path=path[:2000], headers=redact_headers(headers),
-            body=text, source_ip=source_ip or None, received_at=now,
-        )
+    # One INSERT: outside a transaction it commits by itself (no BEGIN/COMMIT round trips).
+    return InboundWebhook.objects.create(
+        gateway=gateway, kind=kind, method=method.upper()[:8], path=path[:2000], headers=redact_headers(headers),
+        body=text, source_ip=source_ip or None, received_at=now,
+    )
 
 
 # -- processing ------------------------------------------------------------------------------
@@ -411,8 +411,8 @@ def _record_outcome(webhook: InboundWebhook, processed: Processed, *, now: datet
         fields["payment"] = processed.payment
     if replay:
         fields["replays"] = F("replays") + 1
-    with transaction.atomic():
-        InboundWebhook.objects.filter(pk=webhook.pk).update(**fields)
+    # One UPDATE, committed by itself (autocommit) when not inside a caller's transaction.
+    InboundWebhook.objects.filter(pk=webhook.pk).update(**fields)
     if replay:
         webhook.refresh_from_db()  # for the incremented replay count
         return
@@ -527,6 +527,7 @@ def settle(
                     received_at=now, reference=attempt.reference, notes=confirmation.detail, gateway=gateway,
                     transaction_id=transaction_id, method_label=confirmation.method_label,
                     gateway_reference=confirmation.gateway_reference or "", attempt_id=attempt.pk,
+                    transaction_id_checked=True,  # looked up (none) just above, in this transaction
                 )
             except Conflict:
                 # A concurrent writer recorded this transaction differently (e.g. held it).

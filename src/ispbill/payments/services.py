@@ -41,6 +41,7 @@ def record_payment(
     method_label: str = "",
     gateway_reference: str = "",
     attempt_id: int | None = None,
+    transaction_id_checked: bool = False,
 ) -> tuple[Payment, bool]:
     """Record a payment and allocate it; returns ``(payment, created)``.
 
@@ -58,12 +59,16 @@ def record_payment(
     if idempotency_key and len(idempotency_key) > 100:
         raise DomainError("Idempotency-Key must be at most 100 characters", code="invalid_idempotency_key", field="idempotency_key", status=422)
     paisa = to_paisa(amount)
-    if not Subscriber.objects.filter(pk=subscriber_id).exists():
-        raise NotFound("subscriber not found", code="subscriber_not_found")
     try:
         with transaction.atomic():
-            ledger.lock_subscriber(subscriber_id)
-            existing = _existing(idempotency_key=idempotency_key, gateway=gateway, transaction_id=transaction_id)
+            # Raises NotFound for an unknown subscriber; the row (and its status) is
+            # passed down instead of being read again.
+            sub = ledger.lock_subscriber(subscriber_id, with_package=False)
+            # ``transaction_id_checked``: the caller (settle) has just looked for this
+            # gateway transaction itself; a concurrent insert of it still fails the
+            # INSERT below on the unique constraint and is answered in the except.
+            existing = _existing(idempotency_key=idempotency_key, gateway=gateway,
+                                 transaction_id=None if transaction_id_checked else transaction_id)
             if existing is not None:
                 _check_same(existing, subscriber_id=subscriber_id, amount_paisa=paisa)
                 return existing, False
@@ -77,7 +82,7 @@ def record_payment(
                 subscriber_id=subscriber_id, amount_paisa=paisa, kind=EntryKind.PAYMENT, now=received_at,
                 payment_id=payment.pk,
             )
-            _after_payment(payment, notify=notify)
+            _after_payment(payment, notify=notify, subscriber=sub)
             return payment, True
     except IntegrityError:
         # A concurrent request with the same key won the race: answer with its payment.
@@ -88,19 +93,20 @@ def record_payment(
         return existing, False
 
 
-def _after_payment(payment: Payment, *, notify: bool) -> None:
+def _after_payment(payment: Payment, *, notify: bool, subscriber: Subscriber | None = None) -> None:
+    """Receipts and restore. ``subscriber``: the payment's subscriber as locked by the
+    caller in this transaction (loaded here otherwise)."""
     from ispbill.network.services import restore_if_settled
-    from ispbill.notifications.services import queue_message
+    from ispbill.notifications.services import queue_messages
 
     now = clock.now()
+    sub = subscriber if subscriber is not None else payment.subscriber
     if notify:
-        sub = payment.subscriber
-        for channel in ("sms", "email"):
-            queue_message(
-                subscriber=sub, kind="receipt", channel=channel, now=now, payment=payment,
-                dedupe_key=f"receipt:{payment.pk}:{channel}",
-            )
-    restore_if_settled(subscriber_id=payment.subscriber_id, now=now)
+        queue_messages(
+            subscriber=sub, kind="receipt", channels=("sms", "email"), now=now, payment=payment,
+            dedupe_keys=(f"receipt:{payment.pk}:sms", f"receipt:{payment.pk}:email"),
+        )
+    restore_if_settled(subscriber_id=payment.subscriber_id, now=now, subscriber=sub)
 
 
 def _existing(*, idempotency_key, gateway, transaction_id) -> Payment | None:
@@ -154,7 +160,7 @@ def match_payment(*, payment_id: int, subscriber_id: int, now: datetime, user=No
 
 def _credit_held(payment: Payment, *, subscriber_id: int, now: datetime, user=None, note: str) -> None:
     """Credit a held payment (row locked by the caller) to ``subscriber_id``."""
-    ledger.lock_subscriber(subscriber_id)
+    sub = ledger.lock_subscriber(subscriber_id, with_package=False)
     payment.subscriber_id = subscriber_id
     payment.status = PaymentStatus.COMPLETED
     _note(payment, f"{now:%Y-%m-%d %H:%M} {note}" + (f" by {user}" if user else ""))
@@ -165,7 +171,7 @@ def _credit_held(payment: Payment, *, subscriber_id: int, now: datetime, user=No
     )
     if payment.attempt_id:
         PaymentAttempt.objects.filter(pk=payment.attempt_id).update(status="completed", updated_at=now)
-    _after_payment(payment, notify=True)
+    _after_payment(payment, notify=True, subscriber=sub)
 
 
 def reject_payment(*, payment_id: int, reason: str, now: datetime, user=None) -> Payment:

@@ -146,6 +146,30 @@ def enqueue(
         return False
 
 
+def enqueue_many(
+    *, topic: str, items: list[tuple[str, dict, datetime | None]], now: datetime, max_attempts: int | None = None,
+) -> None:
+    """Record several intents ``(dedupe_key, payload, available_at)`` in one statement.
+
+    Unlike :func:`enqueue`, a dedupe key already recorded is not skipped: the whole
+    insert raises IntegrityError, so call it in a savepoint and fall back to
+    :func:`enqueue` per item when that happens. Must be called inside the transaction
+    whose change needs the side effects.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("enqueue_many() must run inside the transaction that needs the side effects")
+    if not items:
+        return
+    attempts = max_attempts or settings.ISPBILL_OUTBOX_MAX_ATTEMPTS
+    OutboxItem.objects.bulk_create([
+        OutboxItem(
+            topic=topic, dedupe_key=key, payload=payload, state=OutboxState.PENDING,
+            next_attempt_at=available_at or now, created_at=now, max_attempts=attempts,
+        )
+        for key, payload, available_at in items
+    ])
+
+
 def backoff_seconds(attempts: int) -> int:
     """Exponential backoff with ±10 % jitter, capped."""
     base = settings.ISPBILL_OUTBOX_BACKOFF_BASE * (2 ** max(0, attempts - 1))
