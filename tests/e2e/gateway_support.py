@@ -13,11 +13,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
+
+from integration.gateways.hosted_pages import forms  # noqa: F401  (re-exported: one form parser for all tests)
 
 HERE = Path(__file__).resolve().parent
 WORLD = HERE / "gateway_world.py"
@@ -133,47 +134,6 @@ def run_world(env: dict, cwd: Path, *argv: str) -> dict:
 
 
 # -- the simulators' hosted pages ------------------------------------------------------------
-
-class _Form:
-    def __init__(self, action: str, method: str):
-        self.action, self.method = action, method
-        self.inputs: dict[str, str] = {}
-        self.buttons: dict[str, tuple[str, str]] = {}
-
-
-class _FormParser(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.forms: list[_Form] = []
-        self._button: dict | None = None
-
-    def handle_starttag(self, tag, attrs):
-        a = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.forms.append(_Form(a.get("action", ""), a.get("method", "get").lower()))
-        elif tag == "input" and self.forms and a.get("name"):
-            if a.get("type") == "radio" and "checked" not in a:
-                return
-            self.forms[-1].inputs[a["name"]] = a.get("value", "")
-        elif tag == "button" and self.forms:
-            self._button = {"name": a.get("name", ""), "value": a.get("value", ""), "label": ""}
-
-    def handle_data(self, data):
-        if self._button is not None:
-            self._button["label"] += data
-
-    def handle_endtag(self, tag):
-        if tag == "button" and self._button is not None and self.forms:
-            b = self._button
-            self.forms[-1].buttons[b["label"].strip()] = (b["name"], b["value"])
-            self._button = None
-
-
-def forms(html: str) -> list[_Form]:
-    parser = _FormParser()
-    parser.feed(html)
-    return parser.forms
-
 
 def press(client: httpx.Client, url: str, label: str = "Pay") -> httpx.Response:
     """Open the hosted page (or our payment page) at ``url`` and press ``label``."""
