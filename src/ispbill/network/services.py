@@ -60,10 +60,13 @@ def request_enforcement(
 
 
 def _notify(subscriber: Subscriber, kind: str, generation: int, now: datetime) -> None:
-    from ispbill.notifications.services import queue_message
+    from ispbill.notifications.services import queue_messages
 
-    for channel in ("sms", "email"):
-        queue_message(subscriber=subscriber, kind=kind, channel=channel, now=now, dedupe_key=f"{kind}:{subscriber.pk}:{generation}:{channel}")
+    channels = ("sms", "email")
+    queue_messages(
+        subscriber=subscriber, kind=kind, channels=channels, now=now,
+        dedupe_keys=tuple(f"{kind}:{subscriber.pk}:{generation}:{c}" for c in channels),
+    )
 
 
 def suspend_subscriber(*, subscriber_id: int, reason: str, now: datetime, user=None) -> EnforcementAction | None:

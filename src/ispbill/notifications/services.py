@@ -96,10 +96,14 @@ def queue_messages(
     wanted = [(c, k) for c, k in zip(channels, dedupe_keys) if not (c == Channel.EMAIL and not subscriber.email)]
     if not wanted:
         return []
-    if not connection.features.can_return_rows_from_bulk_insert:
+
+    def one_by_one() -> list[Message]:
         out = [queue_message(subscriber=subscriber, kind=kind, channel=c, now=now, dedupe_key=k, payment=payment,
                              trigger=trigger) for c, k in wanted]
         return [m for m in out if m is not None]
+
+    if not connection.features.can_return_rows_from_bulk_insert:
+        return one_by_one()
     # No look-up first: the keys are unique in the table, so a key already used fails
     # the insert below and the fallback then skips it.
     language = language_for(subscriber)
@@ -120,9 +124,7 @@ def queue_messages(
                 for m in msgs
             ], now=now)
     except IntegrityError:
-        out = [queue_message(subscriber=subscriber, kind=kind, channel=c, now=now, dedupe_key=k, payment=payment,
-                             trigger=trigger) for c, k in wanted]
-        return [m for m in out if m is not None]
+        return one_by_one()
     return msgs
 
 
