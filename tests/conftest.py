@@ -7,6 +7,14 @@ from django.db import connection
 from ispbill.core import clock
 
 
+def pytest_configure(config):
+    """Let the test runner empty the append-only audit table between tests (see
+    ``ispbill.audit.guard``); the audit tests switch it off to prove the refusal."""
+    from django.conf import settings
+
+    settings.ISPBILL_AUDIT_PURGE_ALLOWED = True
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _check_database(django_db_setup, django_db_blocker):
     """The PostgreSQL pass must really run on PostgreSQL, never fall back quietly."""

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "ispbill.network",
     "ispbill.api",
     "ispbill.backoffice",
+    "ispbill.audit",
 ]
 
 MIDDLEWARE = [

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from ispbill.backoffice import views
+from ispbill.backoffice.views import audit, imports, invoices, isp_settings, message_log, payments, routers, staff
 
 app_name = "backoffice"
 
@@ -16,4 +17,13 @@ urlpatterns = [
     path("subscribers/<int:pk>/status", views.change_status, name="change-status"),
     path("subscribers/<int:pk>/remind", views.send_reminder, name="send-reminder"),
     path("subscribers/<int:pk>/exempt", views.set_exempt, name="set-exempt"),
+    # Each feature's pages live in their own module under views/ with their own urlpatterns.
+    *invoices.urlpatterns,
+    *payments.urlpatterns,
+    *message_log.urlpatterns,
+    *routers.urlpatterns,
+    *isp_settings.urlpatterns,
+    *staff.urlpatterns,
+    *audit.urlpatterns,
+    *imports.urlpatterns,
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.http import Http404, HttpResponseRedirect
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST, require_safe
@@ -23,6 +23,7 @@ from ispbill.backoffice.forms import (
 )
 from ispbill.backoffice.permissions import permission_required
 from ispbill.backoffice.tables import SUBSCRIBER_COLUMNS
+from ispbill.backoffice.views.common import SeeOther, form_errors, int_param
 from ispbill.billing import services as billing
 from ispbill.billing.models import Invoice
 from ispbill.core import clock
@@ -33,10 +34,6 @@ from ispbill.notifications.services import request_reminder
 from ispbill.payments.services import record_payment as record_payment_service
 from ispbill.subscribers.choices import SubscriberStatus
 from ispbill.subscribers.services import update_subscriber
-
-
-class SeeOther(HttpResponseRedirect):
-    status_code = 303
 
 
 @require_safe
@@ -82,18 +79,13 @@ def dashboard(request):
 
 # -- subscribers ---------------------------------------------------------------------------
 
-def _int_param(request, name: str) -> int | None:
-    value = request.GET.get(name, "")
-    return int(value) if value.isdigit() else None
-
-
 @require_GET
 @permission_required("view_subscribers")
 def subscriber_list(request):
     filters = selectors.SubscriberFilters.from_query(request.GET)
     today = local_date(clock.now())
     page = selectors.subscriber_page(
-        filters, today=today, after=_int_param(request, "after"), before=_int_param(request, "before")
+        filters, today=today, after=int_param(request, "after"), before=int_param(request, "before")
     )
     context = {
         "title": "Subscribers",
@@ -135,20 +127,13 @@ def _back(pk: int) -> SeeOther:
     return SeeOther(reverse("backoffice:subscriber", args=[pk]))
 
 
-def _form_errors(request, form) -> None:
-    for field, errors in form.errors.items():
-        label = form.fields[field].label or field.replace("_", " ") if field in form.fields else ""
-        for error in errors:
-            messages.error(request, f"{label.capitalize()}: {error}" if label else error)
-
-
 def _change_package(request, pk: int, *, data, preview: bool):
     """Validate the form and call ``change_package``; returns (detail, form, outcome), or
     a redirect back to the subscriber with the errors shown."""
     detail = _detail_or_404(pk)
     form = ChangePackageForm(data, packages=detail.packages)
     if not form.is_valid():
-        _form_errors(request, form)
+        form_errors(request, form)
         return _back(pk)
     now = clock.now()
     try:
@@ -206,7 +191,7 @@ def change_package(request, pk: int):
 def record_payment(request, pk: int):
     form = PaymentForm(request.POST)
     if not form.is_valid():
-        _form_errors(request, form)
+        form_errors(request, form)
         return _back(pk)
     data = form.cleaned_data
     try:
@@ -229,7 +214,7 @@ def record_payment(request, pk: int):
 def change_status(request, pk: int):
     form = StatusForm(request.POST)
     if not form.is_valid():
-        _form_errors(request, form)
+        form_errors(request, form)
         return _back(pk)
     try:
         sub = office.change_status_by_hand(
@@ -248,7 +233,7 @@ def change_status(request, pk: int):
 def send_reminder(request, pk: int):
     form = ReminderForm(request.POST)
     if not form.is_valid():
-        _form_errors(request, form)
+        form_errors(request, form)
         return _back(pk)
     data = form.cleaned_data
     if not Invoice.objects.filter(pk=data["invoice"], subscriber_id=pk).exists():
@@ -274,7 +259,7 @@ def send_reminder(request, pk: int):
 def set_exempt(request, pk: int):
     form = ExemptForm(request.POST)
     if not form.is_valid():
-        _form_errors(request, form)
+        form_errors(request, form)
         return _back(pk)
     exempt = form.cleaned_data["never_suspend"]
     try:

@@ -1,0 +1,5 @@
+"""Back-office pages: audit."""
+
+from __future__ import annotations
+
+urlpatterns: list = []

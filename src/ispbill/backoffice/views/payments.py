@@ -1,0 +1,5 @@
+"""Back-office pages: payments."""
+
+from __future__ import annotations
+
+urlpatterns: list = []

@@ -1,0 +1,5 @@
+"""Back-office pages: routers."""
+
+from __future__ import annotations
+
+urlpatterns: list = []
