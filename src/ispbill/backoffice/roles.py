@@ -17,6 +17,8 @@ PERMISSIONS: dict[str, str] = {
     "send_reminders": "Send reminders by hand",
     "manage_routers": "Manage routers",
     "manage_settings": "Change the ISP's settings and staff users",
+    "import_subscribers": "Import subscribers from a spreadsheet",
+    "view_audit": "View the audit log",
 }
 
 _READ = ["view_dashboard", "view_subscribers", "view_messages"]
@@ -24,7 +26,9 @@ _READ = ["view_dashboard", "view_subscribers", "view_messages"]
 ROLES: dict[str, list[str]] = {
     "admin": list(PERMISSIONS),
     "billing": [*_READ, "record_payments", "manage_billing"],
-    "support": [*_READ, "change_subscribers", "manage_status", "send_reminders", "manage_routers"],
+    "support": [
+        *_READ, "change_subscribers", "manage_status", "send_reminders", "manage_routers", "import_subscribers",
+    ],
     "viewer": list(_READ),
 }
 

@@ -36,6 +36,11 @@ class BillingSettings(models.Model):
     tax_rate = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("0"))
     isp_name = models.CharField(max_length=120, default="ispbill demo ISP")
     hotline = models.CharField(max_length=32, blank=True)
+    isp_address = models.CharField(max_length=300, blank=True)
+    #: The ISP's logo on invoices and receipts (PNG or JPEG), kept in the database so a
+    #: deployment needs no media directory.
+    logo = models.BinaryField(null=True, blank=True, editable=True)
+    logo_content_type = models.CharField(max_length=32, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
