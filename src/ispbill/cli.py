@@ -7,6 +7,7 @@
     ispbill demo [--force]                load demo data into an empty database
     ispbill tick [--at ISO-8601]          run every job once as of that instant, drain the outbox
     ispbill createadmin --username U --password P
+    ispbill createroles                   create or complete the staff roles (groups) and permissions
     ispbill apitoken --username U         print a new API token (last line)
     ispbill check-ledger                  verify every invoice against the ledger
     ispbill import-router ROUTER [--map P=PKG]… [--dry-run]   subscribers from a router's PPP secrets
@@ -69,6 +70,33 @@ def cmd_createadmin(args) -> int:
     user.set_password(args.password)
     user.save()
     print(f"{'Created' if created else 'Updated'} admin user '{args.username}'.")
+    return 0
+
+
+def cmd_createroles(args) -> int:
+    _setup()
+    from django.contrib.auth.models import Group
+
+    from ispbill.backoffice.roles import ROLES
+    from ispbill.backoffice.services import ensure_roles
+
+    def held() -> dict[str, set[str]]:
+        return {
+            g.name: {f"{p.content_type.app_label}.{p.codename}" for p in g.permissions.all()}
+            for g in Group.objects.filter(name__in=list(ROLES)).prefetch_related("permissions__content_type")
+        }
+
+    before = held()
+    ensure_roles()
+    after = held()
+    for role in ROLES:
+        added = sorted(after.get(role, set()) - before.get(role, set()))
+        if role not in before:
+            print(f"Created role '{role}' with {len(after[role])} permissions.")
+        elif added:
+            print(f"Completed role '{role}': added {', '.join(added)}.")
+        else:
+            print(f"Role '{role}' already complete ({len(after[role])} permissions).")
     return 0
 
 
@@ -385,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--username", required=True)
     p.add_argument("--password", required=True)
     p.set_defaults(func=cmd_createadmin)
+    p = sub.add_parser("createroles", help="create or complete the staff roles (groups) and their permissions")
+    p.set_defaults(func=cmd_createroles)
     p = sub.add_parser("apitoken", help="print a new API token for a user")
     p.add_argument("--username", required=True)
     p.set_defaults(func=cmd_apitoken)

@@ -70,6 +70,24 @@ def driver_for(router: Router) -> Driver:
         return driver
 
 
+def one_off_driver(router: Router, *, timeout: float) -> Driver:
+    """A fresh, uncached driver for someone waiting on the answer (a staff page): a
+    RouterOS router gets one attempt with ``timeout`` seconds per read instead of the
+    dispatcher's retries. The caller closes it."""
+    if router.method == EnforcementMethod.ROUTEROS and _factories.get(router.method) is _routeros:
+        from ispbill.network.drivers.routeros import RouterOSDriver
+
+        return RouterOSDriver(
+            router.host, router.port, router.username, router.password, use_tls=router.use_tls,
+            tls_verify=router.tls_verify, suspended_profile=router.suspended_profile,
+            address_list=router.suspended_address_list, timeout=timeout, attempts=1,
+        )
+    factory = _factories.get(router.method)
+    if factory is None:
+        raise RuntimeError(f"no driver for enforcement method '{router.method}'")
+    return factory(router)
+
+
 def forget_drivers() -> None:
     with _lock:
         for _, driver in _drivers.values():

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 from django.db import transaction
 
+from ispbill.audit.services import record, target_of
+from ispbill.core import clock
 from ispbill.core.errors import DomainError
 from ispbill.core.phone import PhoneError, normalize_bd_mobile
 from ispbill.network.drivers.base import SecretInfo
@@ -179,16 +181,37 @@ def plan_import(
     return plan
 
 
-def apply_import(plan: ImportPlan, *, today: date) -> int:
-    """Create every planned subscriber in one transaction (all or nothing)."""
+def apply_import(plan: ImportPlan, *, today: date, now: datetime | None = None, user=None, ip: str | None = None) -> int:
+    """Create every planned subscriber in one transaction (all or nothing), with one
+    audit event (``user`` None: the system) naming who was imported."""
     with transaction.atomic():
         for item in plan.create:
             create_subscriber(
                 today=today, name=item.name, phone=item.phone, pppoe_username=item.username,
                 package_id=item.package.pk, router_id=plan.router.pk, status=item.status,
             )
+        if plan.create:
+            record(
+                action="router.import", at=now or clock.now(), user=user, ip=ip, target=target_of(plan.router),
+                after={"created": len(plan.create), "usernames": [item.username for item in plan.create],
+                       "skipped": len(plan.skipped)},
+                summary=f"imported {len(plan.create)} subscribers from {plan.router.name}",
+            )
     plan.created = len(plan.create)
     return plan.created
+
+
+def read_secrets(router: Router, *, timeout: float) -> tuple[list[SecretInfo], str]:
+    """The router's PPP secrets, read now (one attempt, ``timeout`` seconds), and the
+    profile its driver calls suspended. Raises the driver's errors."""
+    from ispbill.network.connections import one_off_driver
+
+    driver = one_off_driver(router, timeout=timeout)
+    try:
+        secrets = list(driver.read_state().secrets.values())
+    finally:
+        driver.close()
+    return secrets, getattr(driver, "suspended_profile", "") or router.suspended_profile
 
 
 def find_router(ref: str) -> Router:

@@ -346,6 +346,70 @@ def _restricted(target: Target, state: RouterState, suspended_profile: str, bloc
     return str(target.subscriber_id) in blocked_comments
 
 
+@dataclass(frozen=True)
+class DriftRow:
+    """One subscriber whose account on the router differs from what billing wants."""
+
+    subscriber_id: int | None
+    username: str
+    problem: str  # online_unpaid | to_suspend | to_restore | missing_on_router | unknown_on_router | disabled
+    wanted: str  # the profile billing wants, or "suspended"
+    on_router: str  # the secret's profile ("" when there is none)
+    online_address: str = ""
+    listed: bool = False
+
+
+@dataclass
+class DriftPreview:
+    secrets: int
+    online: int
+    rows: list[DriftRow]
+
+
+def compare_router(router: Router, *, timeout: float) -> DriftPreview:
+    """Read ``router`` now (one attempt, ``timeout`` seconds per read) and list how it
+    differs from billing, the way a reconcile run would see it, without repairing or
+    recording anything. Raises the driver's errors (RouterUnavailable, …)."""
+    from ispbill.network.connections import one_off_driver
+
+    driver = one_off_driver(router, timeout=timeout)
+    try:
+        state = driver.read_state()
+    finally:
+        driver.close()
+    rows = _load(router.pk)
+    desired = [Desired(r.subscriber_id, r.username, r.profile, r.suspended) for r in rows.values()]
+    suspended_profile = getattr(driver, "suspended_profile", "") or router.suspended_profile
+    drift = diff(desired, state, suspended_profile=suspended_profile)
+
+    def row(sid: int | None, username: str, problem: str, wanted: str) -> DriftRow:
+        secret = state.secrets.get(username)
+        session = state.active.get(username)
+        address = session.address if session is not None else ""
+        return DriftRow(sid, username, problem, wanted, secret.profile if secret else "", address,
+                        bool(address) and address in state.suspended)
+
+    out: list[DriftRow] = []
+    unpaid = {d.subscriber_id for d in drift.online_unpaid}
+    for d in drift.online_unpaid:
+        out.append(row(d.subscriber_id, d.username, "online_unpaid", "suspended"))
+    for t in drift.to_suspend:
+        if t.subscriber_id not in unpaid:
+            out.append(row(t.subscriber_id, t.username, "to_suspend", "suspended"))
+    for t in drift.to_restore:
+        out.append(row(t.subscriber_id, t.username, "to_restore", t.profile))
+    restoring = {t.subscriber_id for t in drift.to_restore}
+    for d in desired:
+        secret = state.secrets.get(d.username)
+        if not d.suspended and secret is not None and secret.disabled and d.subscriber_id not in restoring:
+            out.append(row(d.subscriber_id, d.username, "disabled", d.profile))
+    for d in drift.missing_on_router:
+        out.append(row(d.subscriber_id, d.username, "missing_on_router", "suspended" if d.suspended else d.profile))
+    for name in _unknown_to_billing(drift.unknown_on_router):
+        out.append(row(None, name, "unknown_on_router", ""))
+    return DriftPreview(secrets=len(state.secrets), online=len(state.active), rows=out)
+
+
 def reconcile_routers(*, now: datetime) -> list[ReconcileRun]:
     """Reconcile every active router, each on its own: one failing stops no other."""
     runs: list[ReconcileRun] = []

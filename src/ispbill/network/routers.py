@@ -1,7 +1,9 @@
-"""Routers (NAS): add, edit and test them.
+"""Routers (NAS): add, edit, test and reconcile them by hand.
 
 Passwords and RADIUS secrets are stored encrypted (:mod:`ispbill.core.crypto`) and never
 read back out through these services' callers: the API reports only whether one is set.
+Each of these writes appends an audit event; the event says whether a secret changed,
+never what it is.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from datetime import datetime
 
 from django.db import IntegrityError, transaction
 
+from ispbill.audit.services import record, target_of
+from ispbill.core import clock
 from ispbill.core.crypto import SecretUnreadable
 from ispbill.core.errors import Conflict, DomainError
 from ispbill.network.choices import EnforcementMethod
-from ispbill.network.connections import driver_for
+from ispbill.network.connections import driver_for, one_off_driver
 from ispbill.network.drivers.base import DriverError, RouterUnavailable
 from ispbill.network.handlers import mark_router
-from ispbill.network.models import Router
+from ispbill.network.models import ReconcileRun, Router
 
 log = logging.getLogger("ispbill.network")
 
@@ -79,12 +83,25 @@ def _check_complete(router: Router) -> None:
         raise _invalid("a RADIUS NAS needs the shared secret (radius_secret)", "radius_secret_required", "radius_secret")
 
 
-def _save(router: Router) -> Router:
+def audit_view(router: Router) -> dict:
+    """A router's settings as the audit log keeps them: secrets only as "set" or not."""
+    return {
+        **{field: getattr(router, field) for field in _FIELDS},
+        "password_set": bool(router.password_encrypted),
+        "radius_secret_set": bool(router.radius_secret_encrypted),
+    }
+
+
+def _save(router: Router, *, audit: dict | None = None) -> Router:
+    """Save; ``audit`` (keyword arguments of :func:`ispbill.audit.services.record`
+    without ``target``/``after``) appends the event in the same transaction."""
     if Router.objects.filter(name=router.name).exclude(pk=router.pk).exists():
         raise Conflict(f"a router named '{router.name}' already exists", code="duplicate_router")
     try:
         with transaction.atomic():
             router.save()
+            if audit is not None:
+                record(target=target_of(router), after=audit_view(router), **audit)
     except IntegrityError:
         if not Router.objects.filter(name=router.name).exclude(pk=router.pk).exists():
             raise
@@ -107,8 +124,12 @@ def create_router(
     radius_secret: str = "",
     coa_port: int = 3799,
     is_active: bool = True,
+    user=None,
+    now: datetime | None = None,
+    ip: str | None = None,
 ) -> Router:
-    """Add a router; the password and RADIUS secret are stored encrypted."""
+    """Add a router; the password and RADIUS secret are stored encrypted. ``user`` (None:
+    the system), ``now`` and ``ip`` go to the audit event."""
     data = _clean(
         {
             "name": name, "host": host, "port": port, "use_tls": use_tls, "tls_verify": tls_verify,
@@ -121,12 +142,15 @@ def create_router(
     router.password = data.get("password", "")
     router.radius_secret = data.get("radius_secret", "")
     _check_complete(router)
-    return _save(router)
+    audit = {"action": "router.create", "at": now or clock.now(), "user": user, "ip": ip,
+             "summary": f"router {router.name} added ({router.host}:{router.port})"}
+    return _save(router, audit=audit)
 
 
-def update_router(*, router_id: int, **changes) -> Router:
+def update_router(*, router_id: int, user=None, now: datetime | None = None, ip: str | None = None, **changes) -> Router:
     """Change a router. ``password``/``radius_secret``: absent or None keeps the stored
-    one, "" clears it. The driver for the router is rebuilt on its next use."""
+    one, "" clears it. The driver for the router is rebuilt on its next use. ``user``,
+    ``now`` and ``ip`` go to the audit event."""
     unknown = set(changes) - set(_FIELDS) - {"password", "radius_secret"}
     if unknown:
         raise DomainError(f"unknown router fields: {', '.join(sorted(unknown))}", code="invalid_input", status=422)
@@ -136,6 +160,8 @@ def update_router(*, router_id: int, **changes) -> Router:
     data = _clean(changes)
     with transaction.atomic():
         router = Router.objects.select_for_update().get(pk=router_id)
+        before = audit_view(router)
+        old_secrets = (router.password_encrypted, router.radius_secret_encrypted)
         for field in _FIELDS:
             if field in data:
                 setattr(router, field, data[field])
@@ -144,7 +170,14 @@ def update_router(*, router_id: int, **changes) -> Router:
         if "radius_secret" in data:
             router.radius_secret = data["radius_secret"]
         _check_complete(router)
-        return _save(router)
+        changed = [field for field in _FIELDS if before[field] != getattr(router, field)]
+        if "password" in data and (data["password"] or old_secrets[0]):
+            changed.append("password")
+        if "radius_secret" in data and (data["radius_secret"] or old_secrets[1]):
+            changed.append("radius_secret")
+        audit = {"action": "router.update", "at": now or clock.now(), "user": user, "ip": ip, "before": before,
+                 "summary": f"router {router.name} changed: {', '.join(changed) or 'nothing'}"}
+        return _save(router, audit=audit)
 
 
 @dataclass(frozen=True)
@@ -155,12 +188,34 @@ class RouterCheck:
     error: str | None
 
 
-def check_router(*, router_id: int, now: datetime) -> RouterCheck:
+def check_router(
+    *, router_id: int, now: datetime, timeout: float | None = None, user=None, ip: str | None = None
+) -> RouterCheck:
     """Connect and log in through the router's driver; record its health (and, when it
-    answers, its identity and version) on the router."""
+    answers, its identity and version) on the router, and the test in the audit log.
+    ``timeout``: use a one-off driver, one attempt of that many seconds (someone waits)."""
     router = Router.objects.get(pk=router_id)
+    result = _ask(router, timeout=timeout)  # no transaction open while the router answers
+    after = {"reachable": result.reachable, "identity": result.identity, "version": result.version, "error": result.error}
+    with transaction.atomic():
+        if result.reachable:
+            mark_router(router, now=now)
+            Router.objects.filter(pk=router.pk).update(identity=result.identity[:200], version=result.version[:100])
+        else:
+            mark_router(router, now=now, error=result.error)
+        record(
+            action="router.test", at=now, user=user, ip=ip, target=target_of(router), after=after,
+            summary=f"connection test of {router.name}: "
+            + (f"ok ({result.identity} {result.version})" if result.reachable else f"failed ({result.error})"),
+        )
+    return result
+
+
+def _ask(router: Router, *, timeout: float | None) -> RouterCheck:
+    driver = None
     try:
-        info = driver_for(router).test()
+        driver = driver_for(router) if timeout is None else one_off_driver(router, timeout=timeout)
+        info = driver.test()
     except RouterUnavailable as exc:
         error = f"{exc.reason}: {exc.message}"
     except (DriverError, SecretUnreadable) as exc:
@@ -169,9 +224,27 @@ def check_router(*, router_id: int, now: datetime) -> RouterCheck:
         log.warning("testing router %s failed", router.name, exc_info=True)
         error = f"{type(exc).__name__}: {exc}"
     else:
-        identity, version = str(info.get("identity", "")), str(info.get("version", ""))
-        mark_router(router, now=now)
-        Router.objects.filter(pk=router.pk).update(identity=identity[:200], version=version[:100])
-        return RouterCheck(True, identity, version, None)
-    mark_router(router, now=now, error=error)
+        return RouterCheck(True, str(info.get("identity", "")), str(info.get("version", "")), None)
+    finally:
+        if driver is not None and timeout is not None:
+            driver.close()
     return RouterCheck(False, None, None, error)
+
+
+def reconcile_by_hand(*, router_id: int, now: datetime, user=None, ip: str | None = None) -> ReconcileRun:
+    """Reconcile one router now (as the scheduled job does) and log who asked for it and
+    what it found. Refused for an inactive router."""
+    from ispbill.network.reconcile import reconcile_router
+
+    router = Router.objects.get(pk=router_id)
+    if not router.is_active:
+        raise Conflict("the router is not active; activate it before reconciling", code="router_inactive")
+    run = reconcile_router(router, now=now)
+    lists = ("online_unpaid", "unknown_on_router", "paid_but_suspended", "missing_on_router")
+    after = {"run": run.pk, "ok": not run.error, "error": run.error, "secrets": run.secrets, "online": run.online,
+             "repaired": run.repaired, **{name: len(getattr(run, name)) for name in lists}}
+    record(
+        action="router.reconcile", at=now, user=user, ip=ip, target=target_of(router), after=after,
+        summary=f"reconciled {router.name} by hand: " + (f"failed ({run.error})" if run.error else f"{run.repaired} repaired"),
+    )
+    return run
