@@ -26,7 +26,7 @@ signed IPN; bKash: the hosted page's Pay and execute, then the signed SNS notifi
 
 Measured: ``--warmup`` webhooks first (not counted), then ``--webhooks`` distinct valid
 webhooks (SSLCommerz IPNs and, ``--bkash-share`` of them, bKash SNS notifications),
-posted by ``--concurrency`` client threads with keep-alive, as fast as the server
+posted by ``--concurrency`` client threads, each on one kept-alive connection, as fast as the server
 answers, bounded by ``--max-seconds``. Each one is the full path: stored raw, signature
 verified (SSLCommerz verify_sign + verify_sign_sha2 then the Validation API call to the
 simulator over HTTP; bKash SNS certificate + RSA signature), settled (attempt locked,
@@ -344,16 +344,21 @@ def _stop_server(proc: subprocess.Popen) -> None:
 # -- sending --------------------------------------------------------------------------------------
 
 def _send(base: str, webhooks: list[Webhook], concurrency: int, max_seconds: float) -> float:
-    """POST every webhook, ``concurrency`` at a time; returns the wall time."""
-    import httpx
+    """POST every webhook, ``concurrency`` at a time, each thread on one kept-alive
+    connection (the standard library's http.client: the load generator shares the CPUs
+    with the server, so it should cost as little as it can); returns the wall time."""
+    import http.client
+    import json
 
+    host, port = urlsplit(base).hostname, urlsplit(base).port
     lock = threading.Lock()
     cursor = iter(webhooks)
     start = time.perf_counter()
     deadline = start + max_seconds
 
     def worker() -> None:
-        with httpx.Client(base_url=base, timeout=60) as client:
+        conn = http.client.HTTPConnection(host, port, timeout=60)
+        try:
             while True:
                 with lock:
                     item = next(cursor, None)
@@ -361,16 +366,23 @@ def _send(base: str, webhooks: list[Webhook], concurrency: int, max_seconds: flo
                     return
                 t0 = time.perf_counter()
                 try:
-                    response = client.post(item.path, content=item.body, headers=item.headers)
-                    item.status = response.status_code
+                    conn.request("POST", item.path, body=item.body, headers=item.headers)
+                    response = conn.getresponse()
+                    body = response.read()
+                    item.status = response.status
                     try:
-                        item.outcome = response.json().get("outcome") or ""
+                        item.outcome = json.loads(body).get("outcome") or ""
                     except ValueError:
                         item.outcome = ""
-                except httpx.HTTPError as exc:
+                    if response.will_close:
+                        conn.close()
+                except (OSError, http.client.HTTPException) as exc:
                     item.error = type(exc).__name__
+                    conn.close()
                 t1 = time.perf_counter()
                 item.seconds, item.done_at = t1 - t0, t1
+        finally:
+            conn.close()
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     for t in threads:

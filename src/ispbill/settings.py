@@ -120,6 +120,10 @@ def _database() -> dict:
         }
     elif db["ENGINE"] == "django.db.backends.postgresql":
         db["CONN_HEALTH_CHECKS"] = True
+        # Parameters travel separately from the SQL text (no quoting in Python), and
+        # psycopg prepares a statement once it has run five times on a connection: the
+        # settlement path's repeated statements skip parsing and planning.
+        db["OPTIONS"] = {"server_side_binding": True}
     return db
 
 

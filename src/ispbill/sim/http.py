@@ -26,7 +26,7 @@ from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from urllib.parse import parse_qsl
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -228,7 +228,60 @@ class SimApp:
 
 # -- serving ---------------------------------------------------------------------------------
 
+class _KeepAliveServerHandler(ServerHandler):
+    http_version = "1.1"
+
+    keep_alive = False
+
+    def cleanup_headers(self):
+        super().cleanup_headers()
+        if "Content-Length" not in self.headers:  # the body's end is the connection's end
+            self.headers["Connection"] = "close"
+
+    def close(self):
+        # Decided before the base class forgets the response's headers.
+        self.keep_alive = bool(self.headers_sent and self.headers is not None
+                               and self.headers.get("Connection") != "close")
+        super().close()
+
+
 class _QuietHandler(WSGIRequestHandler):
+    """HTTP/1.1 with keep-alive, as the real gateways' APIs answer: a client's pooled
+    connection is served by one thread until the client closes it or stays idle for
+    ``timeout`` seconds. A response without a Content-Length closes the connection."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 30
+
+    def handle(self):
+        self.close_connection = True
+        self._handle_one()
+        while not self.close_connection:
+            self._handle_one()
+
+    def _handle_one(self):
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+        except OSError:
+            self.close_connection = True
+            return
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if len(self.raw_requestline) > 65536:
+            self.requestline, self.request_version, self.command = "", "", ""
+            self.send_error(414)
+            self.close_connection = True
+            return
+        if not self.parse_request():  # an error was sent; parse_request closes when it must
+            return
+        handler = _KeepAliveServerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ(),
+                                          multithread=False)
+        handler.request_handler = self
+        handler.run(self.server.get_app())
+        if not handler.keep_alive:
+            self.close_connection = True
+
     def log_message(self, format, *args):  # keep test output clean
         pass
 
@@ -237,6 +290,30 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
     ssl_context: ssl.SSLContext | None = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._connections: set = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request_thread(self, request, client_address):
+        with self._connections_lock:
+            self._connections.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(request)
+
+    def close_connections(self) -> None:
+        """Cut the kept-alive connections too: a stopped simulator answers nobody."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def finish_request(self, request, client_address):
         if self.ssl_context is None:
@@ -271,6 +348,7 @@ class SimServer:
         self.stopping.set()  # wakes simulated timeouts so threads end promptly
         self.server.shutdown()
         self.server.server_close()
+        self.server.close_connections()
         self.thread.join(timeout=5)
 
     def __enter__(self) -> SimServer:
