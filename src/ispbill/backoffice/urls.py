@@ -2,6 +2,7 @@ from django.urls import path
 
 from ispbill.backoffice import views
 from ispbill.backoffice.views import audit, imports, invoices, isp_settings, message_log, payments, routers, staff
+from ispbill.backoffice.views import branding
 
 app_name = "backoffice"
 
@@ -19,6 +20,7 @@ urlpatterns = [
     path("subscribers/<int:pk>/exempt", views.set_exempt, name="set-exempt"),
     # Each feature's pages live in their own module under views/ with their own urlpatterns.
     *invoices.urlpatterns,
+    *branding.urlpatterns,
     *payments.urlpatterns,
     *message_log.urlpatterns,
     *routers.urlpatterns,
