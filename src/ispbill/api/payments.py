@@ -73,30 +73,36 @@ def get_payment(request, payment_id: int):
 
 # -- the exceptions queue (GET /payments?status=needs_review) -----------------------------
 
-@router.post("/{payment_id}/match", response={200: PaymentOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})
+@router.post("/{payment_id}/match", response={200: PaymentOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})
 def match_payment(request, payment_id: int, payload: PaymentMatchIn):
     """Apply a payment held for review to a subscriber: allocated like any payment,
     receipt sent, service restored when nothing overdue remains."""
+    require_permission(request, "manage_billing")
     services.match_payment(payment_id=payment_id, subscriber_id=payload.subscriber, note=payload.note,
                            now=clock.now(), user=request.user)
     return out(get_object_or_404(selectors.payment_list(), pk=payment_id))
 
 
-@router.post("/{payment_id}/reject", response={200: PaymentOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})
+@router.post("/{payment_id}/reject", response={200: PaymentOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})
 def reject_payment(request, payment_id: int, payload: PaymentRejectIn):
     """Refuse a payment held for review (no ledger entry); refund it if money moved."""
+    require_permission(request, "manage_billing")
     services.reject_payment(payment_id=payment_id, reason=payload.reason, now=clock.now(), user=request.user)
     return out(get_object_or_404(selectors.payment_list(), pk=payment_id))
 
 
 @router.post(
     "/{payment_id}/refund",
-    response={201: PaymentRefundOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut, 501: ErrorOut, 502: ErrorOut, 503: ErrorOut},
+    response={
+        201: PaymentRefundOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut, 501: ErrorOut, 502: ErrorOut,
+        503: ErrorOut,
+    },
 )
 def refund_payment(request, payment_id: int, payload: PaymentRefundIn):
     """Refund through the gateway (bKash, SSLCommerz; Nagad has no refund API: 501) and
     take the money back on the ledger: unapplied credit first, then the newest invoices
     the payment paid. A payment never credited (needs review, rejected) is refunded in full."""
+    require_permission(request, "manage_billing")
     refund = services.refund_payment(payment_id=payment_id, amount=payload.amount, reason=payload.reason,
                                      now=clock.now(), user=request.user)
     payment = get_object_or_404(selectors.payment_list(), pk=payment_id)

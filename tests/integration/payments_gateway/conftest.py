@@ -167,7 +167,14 @@ def world(db, fixed_clock) -> World:
 
 @pytest.fixture
 def api(db, fixed_clock) -> JsonClient:
+    from django.contrib.auth.models import Group
+
+    from ispbill.backoffice.services import ensure_roles
+
+    # The exceptions queue (match, reject, refund) needs the billing role's manage_billing.
+    ensure_roles()
     user = get_user_model().objects.create_user("cashier", "cashier@example.com")
+    user.groups.add(Group.objects.get(name="billing"))
     return JsonClient(issue_token(username=user.username))
 
 
