@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from ispbill.backoffice.roles import PERMISSIONS
 
@@ -27,3 +29,38 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} from {self.ip} at {self.failed_at:%Y-%m-%d %H:%M}"
+
+
+class ImportStatus(models.TextChoices):
+    UPLOADED = "uploaded", _("Uploaded")
+    MAPPED = "mapped", _("Columns chosen")
+    CONFIRMED = "confirmed", _("Imported")
+
+
+class ImportBatch(models.Model):
+    """An uploaded spreadsheet of subscribers between its steps: the parsed cells, the
+    column mapping staff chose, and, once confirmed, what happened to each row. An
+    unconfirmed batch expires (``expires_at``); a confirmed one cannot be confirmed again."""
+
+    file_name = models.CharField(max_length=255)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    uploaded_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.UPLOADED)
+    headers = models.JSONField(default=list)
+    rows = models.JSONField(default=list, help_text="cells as text, one list per row; emptied once confirmed")
+    row_count = models.PositiveIntegerField(default=0)
+    mapping = models.JSONField(default=dict, help_text="field -> column index")
+    default_package = models.ForeignKey("plans.Package", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    default_router = models.ForeignKey("network.Router", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    confirmed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    results = models.JSONField(default=list, help_text="per row: number, values, status, subscriber id, errors")
+
+    class Meta:
+        ordering = ["-uploaded_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} ({self.get_status_display().lower()})"
