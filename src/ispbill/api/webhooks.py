@@ -5,6 +5,7 @@ from __future__ import annotations
 from ninja import Router
 from ninja.pagination import LimitOffsetPagination, paginate
 
+from ispbill.api.permissions import require_permission
 from ispbill.api.schemas import ErrorOut, WebhookOut
 from ispbill.core import clock
 from ispbill.payments import gateway_services, selectors
@@ -22,22 +23,26 @@ def out(w: InboundWebhook) -> dict:
     }
 
 
-@router.get("", response=list[WebhookOut])
+@router.get("", response={200: list[WebhookOut], 403: ErrorOut})
 @paginate(LimitOffsetPagination)
 def list_webhooks(request, gateway: str = "", outcome: str = ""):
     """Newest first; filter by ``gateway`` (bkash, nagad, sslcommerz) and ``outcome``
-    (received, accepted, duplicate, rejected, error)."""
+    (received, accepted, duplicate, rejected, error). Needs the manage_billing permission
+    (raw bodies carry customers' payment details)."""
+    require_permission(request, "manage_billing")
     return [out(w) for w in selectors.webhook_list(gateway=gateway, outcome=outcome)]
 
 
-@router.get("/{webhook_id}", response={200: WebhookOut, 404: ErrorOut})
+@router.get("/{webhook_id}", response={200: WebhookOut, 403: ErrorOut, 404: ErrorOut})
 def get_webhook(request, webhook_id: int):
+    require_permission(request, "manage_billing")
     return out(selectors.webhook(webhook_id))
 
 
-@router.post("/{webhook_id}/replay", response={200: WebhookOut, 404: ErrorOut})
+@router.post("/{webhook_id}/replay", response={200: WebhookOut, 403: ErrorOut, 404: ErrorOut})
 def replay_webhook(request, webhook_id: int):
     """Process a stored callback/webhook again (after an outage or a fix). Idempotent:
-    replaying one already accepted credits nothing twice."""
+    replaying one already accepted credits nothing twice. Needs manage_billing."""
+    require_permission(request, "manage_billing")
     webhook, _ = gateway_services.replay_webhook(webhook_id=webhook_id, now=clock.now())
     return out(selectors.webhook(webhook.pk))

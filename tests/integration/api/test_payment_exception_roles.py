@@ -93,3 +93,26 @@ def test_a_user_without_a_role_is_refused(held, path):
     body = {"match": {"subscriber": sub.pk}, "reject": {"reason": "x"}, "refund": {"amount": "1000.00", "reason": "x"}}[path]
     assert_error(client("norole").post(f"/payments/{payment.pk}/{path}", body), 403, "forbidden")
     assert Payment.objects.get(pk=payment.pk).status == "needs_review"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_webhook_inbox_needs_manage_billing(fixed_clock, role):
+    """Stored webhooks carry customers' payment details: listing, reading and replaying
+    them is billing work."""
+    from ispbill.payments.models import InboundWebhook
+
+    stored = InboundWebhook.objects.create(
+        gateway="sslcommerz", kind="ipn", method="POST", path="/webhooks/sslcommerz/ipn", headers={},
+        body="tran_id=T1&status=VALID", received_at=fixed_clock.now(),
+    )
+    api = client(role)
+    answers = [api.get("/webhooks"), api.get(f"/webhooks/{stored.pk}"), api.post(f"/webhooks/{stored.pk}/replay")]
+    stored.refresh_from_db()
+    if role in ALLOWED:
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        assert answers[0].json()["items"][0]["id"] == stored.pk
+        assert stored.replays == 1
+    else:
+        for answer in answers:
+            assert_error(answer, 403, "forbidden")
+        assert stored.replays == 0
