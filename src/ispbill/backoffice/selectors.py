@@ -6,13 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, Subquery, Sum, Value, When
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Subquery, Sum, Value, When
+from django.db.models.functions import Coalesce
+from django.utils.translation import gettext_lazy
 
+from ispbill.audit.selectors import subscriber_activity
 from ispbill.billing.choices import InvoiceStatus
 from ispbill.billing.ledger import OPEN_STATUSES
 from ispbill.billing.models import Invoice, LedgerEntry
-from ispbill.core.timeutil import isp_zone, start_of_day
+from ispbill.core.timeutil import start_of_day
 from ispbill.network.choices import ActionKind
 from ispbill.network.models import EnforcementAction, NetworkState, ReconcileRun, Router
 from ispbill.notifications.choices import MessageStatus
@@ -104,8 +106,11 @@ def subscriber_page(filters: SubscriberFilters, *, today: date, after: int | Non
         more_after = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
         more_before = after is not None
-    # COUNT over a LIMITed subquery: bounded work however many rows match.
-    counted = filtered_subscribers(filters, today=today).order_by().values("id")[: COUNT_LIMIT + 1].count()
+    if after is None and before is None and not more_after:
+        counted = len(rows)  # the first page holds every match: no second pass over the table
+    else:
+        # COUNT over a LIMITed subquery: bounded work however many rows match.
+        counted = filtered_subscribers(filters, today=today).order_by().values("id")[: COUNT_LIMIT + 1].count()
     return Page(
         rows=rows,
         count=min(counted, COUNT_LIMIT),
@@ -145,6 +150,7 @@ class SubscriberDetail:
     enforcement: list
     packages: list
     pending_change: object | None = None
+    activity: list = field(default_factory=list)  # audit events concerning the subscriber
 
 
 def subscriber_detail(subscriber_id: int) -> SubscriberDetail | None:
@@ -184,12 +190,49 @@ def subscriber_detail(subscriber_id: int) -> SubscriberDetail | None:
         packages=list(Package.objects.filter(is_active=True).exclude(pk=sub.package_id).order_by("price_paisa", "name")),
         pending_change=PackageChange.objects.filter(subscriber_id=sub.pk, applied_at__isnull=True)
         .select_related("new_package").first(),
+        activity=subscriber_activity(sub.pk, limit=DETAIL_ROWS),
     )
 
 
 # -- dashboard -----------------------------------------------------------------------------
 
-AGING_BUCKETS = (("0–7 days", 0, 7), ("8–30 days", 8, 30), ("31–60 days", 31, 60), ("60+ days", 61, None))
+def _day_index(field: str, bounds: list[datetime], lo: int, hi: int):
+    """SQL expression: how many of the sorted instants ``bounds[:hi]`` are <= ``field``
+    (``lo`` of them known to be), as a binary search of nested CASEs: a handful of
+    comparisons per row, done by the database. Unlike a time zone conversion per row
+    (a Python function on SQLite), this costs next to nothing."""
+    if lo == hi:
+        return Value(lo)
+    mid = (lo + hi) // 2
+    return Case(
+        When(**{f"{field}__lt": bounds[mid]}, then=_day_index(field, bounds, lo, mid)),
+        default=_day_index(field, bounds, mid + 1, hi),
+        output_field=IntegerField(),
+    )
+
+
+def _payments_by_local_day(first: date, last: date):
+    """(local date, gateway, method, paisa, refunded paisa) of credited payments received
+    from ``first`` to ``last`` (days in the ISP's zone)."""
+    n = (last - first).days + 1
+    bounds = [start_of_day(first + timedelta(days=i)) for i in range(1, n)]
+    rows = (
+        Payment.objects.filter(
+            status__in=CREDITED_STATUSES,
+            received_at__gte=start_of_day(first),
+            received_at__lt=start_of_day(last + timedelta(days=1)),
+        )
+        .annotate(day=_day_index("received_at", bounds, 0, len(bounds)))
+        .order_by().values_list("day", "gateway", "method")
+        .annotate(s=Sum("amount_paisa"), r=Sum("refunded_paisa"))
+    )
+    return [(first + timedelta(days=i), gateway, method, s, r) for i, gateway, method, s, r in rows]
+
+
+AGING_BUCKETS = (
+    (gettext_lazy("0–7 days"), 0, 7), (gettext_lazy("8–30 days"), 8, 30), (gettext_lazy("31–60 days"), 31, 60),
+    (gettext_lazy("60+ days"), 61, None),
+)
 
 
 @dataclass
@@ -221,24 +264,25 @@ def dashboard(*, now: datetime, today: date, days: int = 30) -> Dashboard:
     billed = Invoice.objects.filter(issued_on__gte=month_start, issued_on__lte=today).exclude(
         status=InvoiceStatus.VOID
     ).aggregate(s=Sum("total_paisa"))["s"] or 0
-    collected = Payment.objects.filter(
-        status__in=CREDITED_STATUSES, received_at__gte=start_of_day(month_start)
-    ).aggregate(a=Sum("amount_paisa"), r=Sum("refunded_paisa"))
-    collected_paisa = (collected["a"] or 0) - (collected["r"] or 0)
 
-    # Outstanding money, aged by days past the due date, in one pass over open invoices.
-    def bucket(lo: int, hi: int | None):
-        cond = Q(due_on__lte=today - timedelta(days=lo))
-        if hi is not None:
-            cond &= Q(due_on__gte=today - timedelta(days=hi))
-        return Sum(Case(When(cond, then="amount_due_paisa"), default=0, output_field=IntegerField()))
-
-    sums = Invoice.objects.filter(status__in=OPEN_STATUSES, amount_due_paisa__gt=0).aggregate(
-        total=Sum("amount_due_paisa"),
-        not_due=Sum(Case(When(due_on__gt=today, then="amount_due_paisa"), default=0, output_field=IntegerField())),
-        overdue=Sum(Case(When(due_on__lt=today, then="amount_due_paisa"), default=0, output_field=IntegerField())),
-        **{f"b{i}": bucket(lo, hi) for i, (_, lo, hi) in enumerate(AGING_BUCKETS)},
+    # Outstanding money, aged by days past the due date: the database sums per due date
+    # (one pass over an index that carries the amount), the buckets are added up here.
+    per_due_on = (
+        Invoice.objects.filter(status__in=OPEN_STATUSES, amount_due_paisa__gt=0)
+        .order_by().values_list("due_on").annotate(s=Sum("amount_due_paisa"))
     )
+    outstanding = not_due = overdue = 0
+    aging = [0] * len(AGING_BUCKETS)
+    for due_on, paisa in per_due_on:
+        late = (today - due_on).days
+        outstanding += paisa
+        if late < 0:
+            not_due += paisa
+        elif late > 0:
+            overdue += paisa
+        for i, (_, lo, hi) in enumerate(AGING_BUCKETS):
+            if late >= lo and (hi is None or late <= hi):
+                aging[i] += paisa
 
     by_status = {s: 0 for s in SubscriberStatus.values}
     by_status.update(dict(Subscriber.objects.order_by().values_list("status").annotate(n=Count("id"))))
@@ -269,17 +313,20 @@ def dashboard(*, now: datetime, today: date, days: int = 30) -> Dashboard:
     for router in routers:
         router.last_run = last_run.get(router.pk)
 
+    # One pass over the payments of this month and the chart's days: money collected this
+    # month and money received per day, by gateway or method.
     first_day = today - timedelta(days=days - 1)
+    since = min(first_day, month_start)
+    collected_paisa = 0
     per_day: dict[str, dict[date, int]] = {}
-    rows = (
-        Payment.objects.filter(status__in=CREDITED_STATUSES, received_at__gte=start_of_day(first_day))
-        .annotate(day=TruncDate("received_at", tzinfo=isp_zone()))
-        .order_by().values_list("day", "gateway", "method").annotate(s=Sum("amount_paisa"))
-    )
-    for day, gateway, method, paisa in rows:
-        label = gateway or dict(PaymentMethod.choices).get(method, method)
-        per_day.setdefault(label, {})
-        per_day[label][day] = per_day[label].get(day, 0) + (paisa or 0)
+    method_labels = dict(PaymentMethod.choices)
+    for day, gateway, method, paisa, refunded in _payments_by_local_day(since, today):
+        if day >= month_start:
+            collected_paisa += (paisa or 0) - (refunded or 0)
+        if day >= first_day:
+            label = gateway or method_labels.get(method, method)
+            per_day.setdefault(label, {})
+            per_day[label][day] = per_day[label].get(day, 0) + (paisa or 0)
 
     return Dashboard(
         today=today,
@@ -287,10 +334,10 @@ def dashboard(*, now: datetime, today: date, days: int = 30) -> Dashboard:
         billed_paisa=billed,
         collected_paisa=collected_paisa,
         collection_rate=(collected_paisa / billed) if billed else None,
-        outstanding_paisa=sums["total"] or 0,
-        not_due_paisa=sums["not_due"] or 0,
-        overdue_paisa=sums["overdue"] or 0,
-        aging=[(label, sums[f"b{i}"] or 0) for i, (label, _, _) in enumerate(AGING_BUCKETS)],
+        outstanding_paisa=outstanding,
+        not_due_paisa=not_due,
+        overdue_paisa=overdue,
+        aging=[(label, aging[i]) for i, (label, _, _) in enumerate(AGING_BUCKETS)],
         by_status=by_status,
         suspended_today=actions_today.get(ActionKind.SUSPEND, 0),
         restored_today=actions_today.get(ActionKind.RESTORE, 0),

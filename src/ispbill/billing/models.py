@@ -106,8 +106,11 @@ class Invoice(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["status", "due_on"], name="invoice_status_due_idx"),
+            # Carries the amount so the dashboard's outstanding and aging sums read the index only.
+            models.Index(fields=["status", "due_on", "amount_due_paisa"], name="invoice_status_due_amount_idx"),
             models.Index(fields=["subscriber", "status"], name="invoice_subscriber_status_idx"),
+            # "Billed this month" on the dashboard, from the index alone.
+            models.Index(fields=["issued_on", "status", "total_paisa"], name="invoice_issued_idx"),
         ]
 
     def __str__(self) -> str:

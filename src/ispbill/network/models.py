@@ -99,7 +99,11 @@ class EnforcementAction(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["subscriber", "action", "generation"], name="enforcement_action_once"),
         ]
-        indexes = [models.Index(fields=["status", "router"], name="enforcement_status_idx")]
+        indexes = [
+            models.Index(fields=["status", "router"], name="enforcement_status_idx"),
+            # The dashboard's suspensions and reconnections today.
+            models.Index(fields=["created_at", "action"], name="enforcement_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} {self.subscriber_id} gen {self.generation} ({self.status})"

@@ -38,6 +38,11 @@ class Subscriber(models.Model):
         indexes = [
             models.Index(fields=["status", "billed_through"], name="subscriber_billing_idx"),
             models.Index(fields=["phone"], name="subscriber_phone_idx"),
+            # The back-office list: each filter in id order (keyset paging). Search and
+            # area indexes differ by database: see migration 0004.
+            models.Index(fields=["status", "id"], name="subscriber_status_id_idx"),
+            models.Index(fields=["package", "id"], name="subscriber_package_id_idx"),
+            models.Index(fields=["router", "id"], name="subscriber_router_id_idx"),
         ]
 
     def __str__(self) -> str:
