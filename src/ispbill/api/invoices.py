@@ -49,7 +49,7 @@ def get_invoice(request, invoice_id: int):
 
 @router.post("/{invoice_id}/void", response={200: InvoiceOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})
 def void_invoice(request, invoice_id: int, payload: VoidIn):
-    services.void_invoice(invoice_id=invoice_id, reason=payload.reason, now=clock.now())
+    services.void_invoice(invoice_id=invoice_id, reason=payload.reason, now=clock.now(), user=request.user)
     return out(get_object_or_404(selectors.invoice_list(), pk=invoice_id))
 
 

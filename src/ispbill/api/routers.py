@@ -64,7 +64,7 @@ def list_routers(request, active: bool | None = None):
 
 @router.post("", response={201: RouterOut, 409: ErrorOut, 422: ErrorOut})
 def create_router(request, payload: RouterIn):
-    created = services.create_router(**payload.dict())
+    created = services.create_router(**payload.dict(), user=request.user)
     return Status(201, out(_get(created.pk)))
 
 
@@ -76,7 +76,7 @@ def get_router(request, router_id: int):
 @router.patch("/{router_id}", response={200: RouterOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})
 def update_router(request, router_id: int, payload: RouterPatch):
     get_object_or_404(RouterModel, pk=router_id)
-    services.update_router(router_id=router_id, **payload.dict(exclude_unset=True))
+    services.update_router(router_id=router_id, **payload.dict(exclude_unset=True), user=request.user)
     return out(_get(router_id))
 
 

@@ -44,7 +44,7 @@ def create_subscriber(request, payload: SubscriberIn):
     data = payload.dict()
     data["package_id"] = data.pop("package")
     data["router_id"] = data.pop("router")
-    sub = services.create_subscriber(today=local_date(clock.now()), **data)
+    sub = services.create_subscriber(today=local_date(clock.now()), user=request.user, **data)
     return Status(201, out(_get(sub.pk)))
 
 

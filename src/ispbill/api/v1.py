@@ -87,3 +87,7 @@ api.add_router("/webhooks", webhooks.router)
 from ispbill.api import routers  # noqa: E402
 
 api.add_router("/routers", routers.router)
+
+from ispbill.api import audit  # noqa: E402
+
+api.add_router("/audit", audit.router)

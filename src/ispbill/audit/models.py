@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class ActorKind(models.TextChoices):
-    STAFF = "staff", "Staff"
-    SYSTEM = "system", "Automatic"
-    GATEWAY = "gateway", "Payment gateway"
-    SUBSCRIBER = "subscriber", "Subscriber"
+    STAFF = "staff", _("Staff")
+    SYSTEM = "system", _("Automatic")
+    GATEWAY = "gateway", _("Payment gateway")
+    SUBSCRIBER = "subscriber", _("Subscriber")
 
 
 class AuditEvent(models.Model):
@@ -16,7 +17,9 @@ class AuditEvent(models.Model):
     in the migration), so not even a bug or a shell session can rewrite history.
 
     The actor and target are copied as plain values (id and label), not foreign keys:
-    an event must survive the user or record it names."""
+    an event must survive the user or record it names. ``subscriber_id`` names the
+    subscriber an event concerns (their invoice voided, their payment matched), so a
+    subscriber's activity is one indexed read whatever the target is."""
 
     at = models.DateTimeField(db_index=True)
     actor_kind = models.CharField(max_length=16, choices=ActorKind.choices)
@@ -26,6 +29,7 @@ class AuditEvent(models.Model):
     target_type = models.CharField(max_length=64, blank=True)
     target_id = models.BigIntegerField(null=True, blank=True)
     target_label = models.CharField(max_length=200, blank=True)
+    subscriber_id = models.BigIntegerField(null=True, blank=True)
     summary = models.CharField(max_length=500, blank=True)
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
@@ -36,6 +40,7 @@ class AuditEvent(models.Model):
             models.Index(fields=["action", "at"], name="audit_action_at_idx"),
             models.Index(fields=["target_type", "target_id", "at"], name="audit_target_idx"),
             models.Index(fields=["actor_id", "at"], name="audit_actor_idx"),
+            models.Index(fields=["subscriber_id", "at"], name="audit_subscriber_idx"),
         ]
 
     def __str__(self) -> str:

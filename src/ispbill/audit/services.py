@@ -47,16 +47,32 @@ def _actor(user, actor_kind: str | None) -> tuple[str, int | None, str]:
 def build(
     *, action: str, at: datetime, user=None, actor_kind: str | None = None, target: Target | None = None,
     before: dict | None = None, after: dict | None = None, summary: str = "", ip: str | None = None,
+    subscriber_id: int | None = None,
 ) -> AuditEvent:
-    """An unsaved event (for :func:`record_many`)."""
+    """An unsaved event (for :func:`record_many`). ``subscriber_id``: the subscriber the
+    event concerns; a subscriber target stands for itself."""
     kind, actor_id, actor_name = _actor(user, actor_kind)
+    if subscriber_id is None and target is not None and target.type == "subscriber":
+        subscriber_id = target.id
     return AuditEvent(
         at=at, actor_kind=kind, actor_id=actor_id, actor_name=actor_name, action=action,
         target_type=target.type if target else "", target_id=target.id if target else None,
-        target_label=(target.label if target else "")[:200], summary=summary[:500],
+        target_label=(target.label if target else "")[:200], subscriber_id=subscriber_id, summary=summary[:500],
         before=_plain(before) if before is not None else None, after=_plain(after) if after is not None else None,
         ip=ip or None,
     )
+
+
+def snapshot(obj, fields: Iterable[str]) -> dict:
+    """``fields`` of a model instance as a dict (foreign keys by their ``*_id``)."""
+    return {field: getattr(obj, field) for field in fields}
+
+
+def changes(before: dict, after: dict) -> tuple[dict, dict]:
+    """Only the fields whose value differs: ``(before, after)``, both JSON-safe."""
+    old, new = _plain(before), _plain(after)
+    keys = [k for k in new if old.get(k) != new[k]] + [k for k in old if k not in new]
+    return {k: old.get(k) for k in keys}, {k: new.get(k) for k in keys}
 
 
 def record(**kwargs) -> AuditEvent:

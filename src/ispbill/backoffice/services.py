@@ -73,7 +73,7 @@ _ALLOWED_FROM = {
 }
 
 
-def change_status_by_hand(*, subscriber_id: int, action: str, reason: str, now: datetime, user=None):
+def change_status_by_hand(*, subscriber_id: int, action: str, reason: str, now: datetime, user=None, ip: str | None = None):
     """Suspend, restore, disable or re-enable a subscriber on staff's word; the reason is
     kept on the enforcement action it produces. One transaction."""
     from ispbill.subscribers.models import Subscriber
@@ -93,7 +93,11 @@ def change_status_by_hand(*, subscriber_id: int, action: str, reason: str, now: 
         before = set(EnforcementAction.objects.filter(subscriber_id=subscriber_id).values_list("id", flat=True))
         # update_subscriber also re-bills a re-enabled subscriber from today; it calls
         # network.services.set_subscriber_status for the router side.
-        update_subscriber(subscriber_id=subscriber_id, today=local_date(now), user=user, status=STATUS_ACTIONS[action])
+        # One audit event (subscriber.<action>, with the reason) is recorded there too.
+        update_subscriber(
+            subscriber_id=subscriber_id, today=local_date(now), user=user, status=STATUS_ACTIONS[action], reason=reason,
+            ip=ip,
+        )
         EnforcementAction.objects.filter(subscriber_id=subscriber_id).exclude(id__in=before).update(
             note=f"{action} by {getattr(user, 'username', 'staff')}: {reason}"[:300]
         )

@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from django.db import connection, transaction
 
+from ispbill.audit import services as audit
 from ispbill.billing import ledger
 from ispbill.billing.choices import EntryKind, InvoiceKind, InvoiceStatus
 from ispbill.billing.models import (
@@ -383,13 +384,19 @@ def issue_credit_note(
             if invoice.status == InvoiceStatus.VOID:
                 raise DomainError("a void invoice cannot be credited", code="invoice_void", status=409)
         line = Line(LineKind.ADJUSTMENT, reason.strip(), -amount)
-        return _post_credit_note(
+        note = _post_credit_note(
             subscriber_id=subscriber_id, lines=[line], reason=reason.strip(), today=today, now=now, invoice=invoice, user=user
         )
+        audit.record(
+            action="credit_note.issue", at=now, user=user, target=audit.target_of(note), subscriber_id=subscriber_id,
+            after={"total_paisa": note.total_paisa, "invoice": invoice.number if invoice else None}, summary=note.reason,
+        )
+        return note
 
 
-def void_invoice(*, invoice_id: int, reason: str, now: datetime) -> Invoice:
-    """Cancel an invoice nobody has paid anything on; the ledger records the reversal."""
+def void_invoice(*, invoice_id: int, reason: str, now: datetime, user=None) -> Invoice:
+    """Cancel an invoice nobody has paid anything on; the ledger records the reversal.
+    Voiding a void invoice changes (and records) nothing."""
     with transaction.atomic():
         invoice = Invoice.objects.filter(pk=invoice_id).first()
         if invoice is None:
@@ -407,9 +414,14 @@ def void_invoice(*, invoice_id: int, reason: str, now: datetime) -> Invoice:
             subscriber_id=invoice.subscriber_id, kind=EntryKind.VOID, amount_paisa=-invoice.amount_due_paisa,
             invoice=invoice, created_at=now,
         )
+        before = {"status": invoice.status, "amount_due_paisa": invoice.amount_due_paisa}
         invoice.amount_due_paisa = 0
         invoice.status = InvoiceStatus.VOID
         invoice.save(update_fields=["amount_due_paisa", "status"])
+        audit.record(
+            action="invoice.void", at=now, user=user, target=audit.target_of(invoice), subscriber_id=invoice.subscriber_id,
+            before=before, after={"status": invoice.status, "amount_due_paisa": 0}, summary=(reason or "").strip(),
+        )
         log.info("invoice %s voided: %s", invoice.number, reason)
         return invoice
 
@@ -494,6 +506,11 @@ def change_package(
             change = PackageChange.objects.create(
                 subscriber=sub, old_package=sub.package, new_package=new, effective_on=effective_on, created_at=now, created_by=user
             )
+            audit.record(
+                action="package.schedule", at=now, user=user, target=audit.target_of(sub),
+                before={"package": sub.package.name}, after={"package": new.name, "effective_on": effective_on},
+                summary=f"{sub.package.name} → {new.name} from {effective_on.isoformat()}",
+            )
             return PackageChangeOutcome("scheduled", lines, total, change=change)
         document = "invoice" if total > 0 else "credit_note" if total < 0 else "none"
         if preview:
@@ -505,8 +522,13 @@ def change_package(
         return _apply_change(sub, change, lines, span, new_billed_through, total, today=today, now=now, user=user)
 
 
-def _apply_change(sub, change, lines, span, new_billed_through, total, *, today, now, user) -> PackageChangeOutcome:
+def _apply_change(
+    sub, change, lines, span, new_billed_through, total, *, today, now, user, scheduled: bool = False,
+) -> PackageChangeOutcome:
+    """Post the change's document and move the subscriber; records ``package.change``
+    (actor ``user``; the system when it applies a ``scheduled`` change)."""
     outcome = PackageChangeOutcome("none", lines, total, change=change)
+    before = {"package": sub.package.name, "package_id": sub.package_id, "billed_through": sub.billed_through}
     if total > 0:
         outcome.invoice = issue_invoice(
             subscriber_id=sub.pk, lines=lines, period_start=span[0], period_end=span[1], today=today, now=now,
@@ -525,6 +547,19 @@ def _apply_change(sub, change, lines, span, new_billed_through, total, *, today,
     if new_billed_through is not None:
         sub.billed_through = new_billed_through
     sub.save(update_fields=["package", "billed_through", "updated_at"])
+    old, new = audit.changes(
+        before, {"package": change.new_package.name, "package_id": change.new_package_id, "billed_through": sub.billed_through},
+    )
+    document = outcome.invoice or outcome.credit_note
+    if document is not None:
+        new[outcome.document] = document.number
+        new["total_paisa"] = to_paisa(total)
+    audit.record(
+        action="package.change", at=now, user=None if scheduled else user, target=audit.target_of(sub),
+        before=old, after=new,
+        summary=f"{old.get('package', '')} → {change.new_package.name} from {change.effective_on.isoformat()}"
+        + (" (scheduled)" if scheduled else ""),
+    )
     return outcome
 
 
@@ -554,7 +589,7 @@ def apply_scheduled_package_changes(*, today: date, now: datetime) -> int:
             lines, span, nbt = _package_change_plan(sub, change.new_package, change.effective_on, policy)
             lines = with_tax(lines, policy) if lines else lines
             total = sum((line.amount for line in lines), Decimal("0.00"))
-            _apply_change(sub, change, lines, span, nbt, total, today=today, now=now, user=change.created_by)
+            _apply_change(sub, change, lines, span, nbt, total, today=today, now=now, user=change.created_by, scheduled=True)
             applied += 1
     return applied
 

@@ -15,6 +15,7 @@ from datetime import date, datetime
 
 from django.db import transaction
 
+from ispbill.audit import services as audit_log
 from ispbill.billing.choices import InvoiceStatus
 from ispbill.billing.models import BillingSettings, Invoice
 from ispbill.core import clock
@@ -69,23 +70,60 @@ def _notify(subscriber: Subscriber, kind: str, generation: int, now: datetime) -
     )
 
 
-def suspend_subscriber(*, subscriber_id: int, reason: str, now: datetime, user=None) -> EnforcementAction | None:
-    """Suspend an active subscriber (idempotent: None if not active)."""
+_AUDIT_SUMMARY = {
+    Reason.OVERDUE: "Unpaid past the grace period",
+    Reason.PAYMENT: "Nothing overdue after a payment",
+    Reason.STAFF: "By staff",
+}
+
+
+def _status_event(sub: Subscriber, *, action: str, old: str, reason: str, now: datetime, user=None, note: str = ""):
+    """The audit event of one suspension or restore (unsaved, for ``record``/``record_many``)."""
+    summary = _AUDIT_SUMMARY.get(reason, reason)
+    return audit_log.build(
+        action=action, at=now, user=user, target=audit_log.target_of(sub),
+        before={"status": old}, after={"status": sub.status, "reason": reason},
+        summary=f"{summary}: {note}" if note else summary,
+    )
+
+
+def _suspend(*, subscriber_id: int, reason: str, now: datetime, user=None) -> tuple[EnforcementAction, Subscriber] | None:
+    """The suspension itself, inside the caller's transaction; None if not active."""
+    sub = Subscriber.objects.select_for_update(of=("self",)).select_related("package").get(pk=subscriber_id)
+    if sub.status != SubscriberStatus.ACTIVE:
+        return None
+    sub.status = SubscriberStatus.SUSPENDED
+    sub.save(update_fields=["status", "updated_at"])
+    action, _ = request_enforcement(subscriber=sub, target=NetState.SUSPENDED, reason=reason, now=now, user=user)
+    _notify(sub, MessageKind.SUSPENDED, action.generation, now)
+    log.info("subscriber %s suspended (%s)", sub.pppoe_username, reason)
+    return action, sub
+
+
+def suspend_subscriber(
+    *, subscriber_id: int, reason: str, now: datetime, user=None, audit: bool = True, note: str = ""
+) -> EnforcementAction | None:
+    """Suspend an active subscriber (idempotent: None if not active). Records the audit
+    event ``subscriber.suspend`` (actor ``user``, or the system) unless ``audit`` is
+    False because the caller records the change itself."""
     with transaction.atomic():
-        sub = Subscriber.objects.select_for_update(of=("self",)).select_related("package").get(pk=subscriber_id)
-        if sub.status != SubscriberStatus.ACTIVE:
+        done = _suspend(subscriber_id=subscriber_id, reason=reason, now=now, user=user)
+        if done is None:
             return None
-        sub.status = SubscriberStatus.SUSPENDED
-        sub.save(update_fields=["status", "updated_at"])
-        action, _ = request_enforcement(subscriber=sub, target=NetState.SUSPENDED, reason=reason, now=now, user=user)
-        _notify(sub, MessageKind.SUSPENDED, action.generation, now)
-        log.info("subscriber %s suspended (%s)", sub.pppoe_username, reason)
+        action, sub = done
+        if audit:
+            _status_event(
+                sub, action="subscriber.suspend", old=SubscriberStatus.ACTIVE, reason=reason, now=now, user=user, note=note,
+            ).save(force_insert=True)
         return action
 
 
-def restore_subscriber(*, subscriber_id: int, reason: str, now: datetime, user=None) -> EnforcementAction | None:
+def restore_subscriber(
+    *, subscriber_id: int, reason: str, now: datetime, user=None, audit: bool = True, note: str = ""
+) -> EnforcementAction | None:
     """Restore a suspended subscriber (idempotent: None if not suspended). The router
-    action is dispatched by this process as soon as the transaction commits."""
+    action is dispatched by this process as soon as the transaction commits. Records
+    ``subscriber.restore`` unless ``audit`` is False (as :func:`suspend_subscriber`)."""
     with transaction.atomic():
         sub = Subscriber.objects.select_for_update(of=("self",)).select_related("package").get(pk=subscriber_id)
         if sub.status != SubscriberStatus.SUSPENDED:
@@ -94,6 +132,11 @@ def restore_subscriber(*, subscriber_id: int, reason: str, now: datetime, user=N
         sub.save(update_fields=["status", "updated_at"])
         action, item_id = request_enforcement(subscriber=sub, target=NetState.ACTIVE, reason=reason, now=now, user=user)
         _notify(sub, MessageKind.RECONNECTED, action.generation, now)
+        if audit:
+            _status_event(
+                sub, action="subscriber.restore", old=SubscriberStatus.SUSPENDED, reason=reason, now=now, user=user,
+                note=note,
+            ).save(force_insert=True)
         outbox.dispatch_after_commit([item_id], now_fn=clock.now)
         log.info("subscriber %s restored (%s)", sub.pppoe_username, reason)
         return action
@@ -152,12 +195,26 @@ def subscribers_to_suspend(*, today: date) -> list[int]:
     return out
 
 
-def suspend_overdue(*, now: datetime) -> int:
-    """Suspend everyone unpaid past ``due + grace`` as of ``now``; each exactly once."""
+#: Subscribers suspended per transaction by the suspension run.
+SUSPEND_BATCH = 200
+
+
+def suspend_overdue(*, now: datetime, batch_size: int = SUSPEND_BATCH) -> int:
+    """Suspend everyone unpaid past ``due + grace`` as of ``now``; each exactly once.
+
+    Batches of ``batch_size`` subscribers, one transaction each; a batch's audit events
+    (``subscriber.suspend`` by the system) are written together in one bulk INSERT."""
     count = 0
-    for sub_id in subscribers_to_suspend(today=local_date(now)):
-        if suspend_subscriber(subscriber_id=sub_id, reason=Reason.OVERDUE, now=now):
-            count += 1
+    ids = subscribers_to_suspend(today=local_date(now))
+    for start in range(0, len(ids), batch_size):
+        with transaction.atomic():
+            events = []
+            for sub_id in ids[start:start + batch_size]:
+                done = _suspend(subscriber_id=sub_id, reason=Reason.OVERDUE, now=now)
+                if done is not None:
+                    events.append(_status_event(done[1], action="subscriber.suspend", old=SubscriberStatus.ACTIVE,
+                                                reason=Reason.OVERDUE, now=now))
+            count += audit_log.record_many(events)
     return count
 
 
@@ -172,12 +229,15 @@ def record_applied(action: EnforcementAction, *, now: datetime, status: str = Ac
 
 
 
-def set_subscriber_status(*, subscriber_id: int, status: str, now: datetime, user=None) -> None:
+def set_subscriber_status(
+    *, subscriber_id: int, status: str, now: datetime, user=None, audit: bool = True, note: str = ""
+) -> None:
     """Staff change a subscriber's status; the router follows.
 
     active → suspended and suspended → active go through :func:`suspend_subscriber` /
     :func:`restore_subscriber` (reason ``staff``: a payment does not lift a suspension
     staff imposed). Disabling blocks the account on the router too; re-enabling restores it.
+    ``audit``: record the change (False when the caller records it).
     """
     with transaction.atomic():
         sub = Subscriber.objects.select_for_update(of=("self",)).get(pk=subscriber_id)
@@ -185,13 +245,18 @@ def set_subscriber_status(*, subscriber_id: int, status: str, now: datetime, use
         if status == current:
             return
         if status == SubscriberStatus.SUSPENDED and current == SubscriberStatus.ACTIVE:
-            suspend_subscriber(subscriber_id=subscriber_id, reason=Reason.STAFF, now=now, user=user)
+            suspend_subscriber(subscriber_id=subscriber_id, reason=Reason.STAFF, now=now, user=user, audit=audit, note=note)
             return
         if status == SubscriberStatus.ACTIVE and current == SubscriberStatus.SUSPENDED:
-            restore_subscriber(subscriber_id=subscriber_id, reason=Reason.STAFF, now=now, user=user)
+            restore_subscriber(subscriber_id=subscriber_id, reason=Reason.STAFF, now=now, user=user, audit=audit, note=note)
             return
         sub.status = status
         sub.save(update_fields=["status", "updated_at"])
+        if audit:
+            verb = "subscriber.disable" if status == SubscriberStatus.DISABLED else (
+                "subscriber.enable" if current == SubscriberStatus.DISABLED else "subscriber.suspend")
+            _status_event(sub, action=verb, old=current, reason=Reason.STAFF, now=now, user=user, note=note).save(
+                force_insert=True)
         state = _state_for_update(subscriber_id)
         want = NetState.ACTIVE if status == SubscriberStatus.ACTIVE else NetState.SUSPENDED
         if state.desired != want or (want == NetState.SUSPENDED and state.reason != Reason.STAFF):

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 
+from ispbill.audit import services as audit
 from ispbill.billing.choices import InvoiceStatus
 from ispbill.billing.models import BillingSettings, Invoice, LedgerEntry
 from ispbill.core.errors import Conflict, DomainError
@@ -140,7 +141,8 @@ def _create_queued(*, subscriber, invoice, payment, kind, step, channel, trigger
 
 
 def request_reminder(*, invoice_id: int, kind: str, channels: list[str] | None, now: datetime, user=None) -> list[Message]:
-    """A reminder staff ask for by hand (recorded as manual); queued at once."""
+    """A reminder staff ask for by hand (recorded as manual); queued at once. Recorded
+    in the audit log (``reminder.send``) when anything was queued."""
     if kind not in (*DUNNING_KINDS, MessageKind.SUSPENDED):
         raise DomainError(f"'{kind}' cannot be sent as a reminder", code="invalid_kind", field="kind", status=422)
     with transaction.atomic():
@@ -160,6 +162,12 @@ def request_reminder(*, invoice_id: int, kind: str, channels: list[str] | None, 
             msg = queue_message(subscriber=sub, kind=kind, channel=channel, now=now, invoice=invoice, step="manual", trigger=Trigger.MANUAL, user=user)
             if msg:
                 out.append(msg)
+        if out:
+            audit.record(
+                action="reminder.send", at=now, user=user, target=audit.target_of(invoice), subscriber_id=sub.pk,
+                after={"kind": kind, "channels": [m.channel for m in out]},
+                summary=f"{kind} reminder for {invoice.number}",
+            )
         return out
 
 

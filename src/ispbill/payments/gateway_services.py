@@ -33,6 +33,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
+from ispbill.audit import services as audit
+from ispbill.audit.models import ActorKind
 from ispbill.billing import ledger
 from ispbill.core.errors import Conflict, DomainError, NotFound
 from ispbill.core.money import from_paisa, to_paisa
@@ -58,7 +60,7 @@ from ispbill.payments.gateways import (
     WebhookAck,
     configured_gateways,
 )
-from ispbill.payments.models import InboundWebhook, Payment, PaymentAttempt
+from ispbill.payments.models import GatewaySwitch, InboundWebhook, Payment, PaymentAttempt
 from ispbill.subscribers.models import Subscriber
 
 log = logging.getLogger("ispbill.payments")
@@ -200,9 +202,11 @@ def gateway_for(name: str, *, required: bool = False) -> Gateway | None:
 
 
 def enabled_gateways() -> list[dict]:
-    """``[{"name", "label"}]`` of the gateways a subscriber can pay through now."""
+    """``[{"name", "label"}]`` of the gateways a subscriber can pay through now: those
+    configured and not switched off by staff."""
     found = configured()
-    return [{"name": name, "label": LABELS.get(name, name)} for name in GATEWAYS if name in found]
+    off = GatewaySwitch.switched_off() if found else set()
+    return [{"name": name, "label": LABELS.get(name, name)} for name in GATEWAYS if name in found and name not in off]
 
 
 def expected_for(gateway: str) -> Callable[[str], tuple[Decimal, str] | None]:
@@ -232,7 +236,8 @@ def start_gateway_payment(
     gateway, or a gateway that refuses or does not answer raise DomainError (the attempt,
     if one was made, is kept as ``failed`` with the reason)."""
     adapter = gateway_for(gateway)
-    if adapter is None:
+    # Switched off: no new payments through it (those already started still complete).
+    if adapter is None or gateway in GatewaySwitch.switched_off():
         raise DomainError("this payment method is not available", code="gateway_not_available", status=404)
     sub = Subscriber.objects.filter(pk=subscriber_id).first()
     if sub is None:
@@ -537,8 +542,21 @@ def settle(
             return _on_existing(payment, confirmation, attempt, review_reason=review_reason, now=now)
         if attempt is not None:
             _link(attempt, payment, confirmation, now=now, first=attempt.payment_id is None)
+        _audit_received(payment, gateway=gateway, now=now)
         detail = f"payment {payment.pk} {payment.status}" + (f": {payment.review_reason}" if payment.review_reason else "")
         return Settled(WebhookOutcome.ACCEPTED, payment, attempt, detail)
+
+
+def _audit_received(payment: Payment, *, gateway: str, now: datetime) -> None:
+    """``payment.receive`` in the audit log, by the gateway: credited, or held for staff."""
+    held = payment.status == PaymentStatus.NEEDS_REVIEW
+    audit.record(
+        action="payment.receive", at=now, actor_kind=ActorKind.GATEWAY, subscriber_id=payment.subscriber_id,
+        target=audit.Target("payment", payment.pk, f"Payment {payment.pk}: {payment}"),
+        after={"amount_paisa": payment.amount_paisa, "gateway": gateway, "transaction_id": payment.transaction_id,
+               "status": payment.status, **({"review_reason": payment.review_reason} if held else {})},
+        summary=f"{payment.method_label or gateway} payment " + ("held for review" if held else "credited"),
+    )
 
 
 def _locked_attempt(gateway: str, confirmation: Confirmation, hint: PaymentAttempt | None) -> PaymentAttempt | None:

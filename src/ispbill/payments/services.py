@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 
+from ispbill.audit import services as audit
 from ispbill.billing import ledger
 from ispbill.billing.choices import EntryKind
 from ispbill.core import clock
@@ -42,6 +43,7 @@ def record_payment(
     gateway_reference: str = "",
     attempt_id: int | None = None,
     transaction_id_checked: bool = False,
+    ip: str | None = None,
 ) -> tuple[Payment, bool]:
     """Record a payment and allocate it; returns ``(payment, created)``.
 
@@ -49,7 +51,9 @@ def record_payment(
     payment already recorded instead of crediting twice. In the same transaction: a
     receipt is queued (SMS and email; ``notify=False`` for imports of old payments), and
     a subscriber suspended for non-payment is restored once nothing overdue remains —
-    the router is told as soon as the transaction commits.
+    the router is told as soon as the transaction commits. A payment recorded by staff or
+    the API (not a gateway's) is written to the audit log as ``payment.record``; a
+    replay returns the first payment and records nothing.
     """
     if amount <= 0:
         raise DomainError("amount must be greater than zero", code="invalid_amount", field="amount", status=422)
@@ -82,6 +86,14 @@ def record_payment(
                 subscriber_id=subscriber_id, amount_paisa=paisa, kind=EntryKind.PAYMENT, now=received_at,
                 payment_id=payment.pk,
             )
+            if not gateway:  # gateway settlement records its own event
+                audit.record(
+                    action="payment.record", at=clock.now(), user=user, target=_target(payment),
+                    subscriber_id=subscriber_id, ip=ip,
+                    after={"amount_paisa": paisa, "method": method, "reference": payment.reference,
+                           "received_at": received_at},
+                    summary=f"{payment.get_method_display()} payment recorded",
+                )
             _after_payment(payment, notify=notify, subscriber=sub)
             return payment, True
     except IntegrityError:
@@ -91,6 +103,10 @@ def record_payment(
             raise
         _check_same(existing, subscriber_id=subscriber_id, amount_paisa=paisa)
         return existing, False
+
+
+def _target(payment: Payment) -> audit.Target:
+    return audit.Target("payment", payment.pk, f"Payment {payment.pk}: {payment}")
 
 
 def _after_payment(payment: Payment, *, notify: bool, subscriber: Subscriber | None = None) -> None:
@@ -153,8 +169,14 @@ def match_payment(*, payment_id: int, subscriber_id: int, now: datetime, user=No
             raise Conflict(f"payment {payment.pk} is in {payment.currency}; refund it instead", code="currency_not_supported")
         if not Subscriber.objects.filter(pk=subscriber_id).exists():
             raise NotFound("subscriber not found", code="subscriber_not_found", )
+        before = {"status": payment.status, "subscriber_id": payment.subscriber_id}
         _credit_held(payment, subscriber_id=subscriber_id, now=now, user=user,
                      note=f"matched to subscriber {subscriber_id}" + (f": {note}" if note else ""))
+        old, new = audit.changes(before, {"status": payment.status, "subscriber_id": subscriber_id})
+        audit.record(
+            action="payment.match", at=now, user=user, target=_target(payment), subscriber_id=subscriber_id,
+            before=old, after={**new, "amount_paisa": payment.amount_paisa}, summary=(note or "").strip(),
+        )
         return payment
 
 
@@ -188,6 +210,10 @@ def reject_payment(*, payment_id: int, reason: str, now: datetime, user=None) ->
         payment.status = PaymentStatus.REJECTED
         _note(payment, f"{now:%Y-%m-%d %H:%M} rejected: {reason}" + (f" by {user}" if user else ""))
         payment.save(update_fields=["status", "notes"])
+        audit.record(
+            action="payment.reject", at=now, user=user, target=_target(payment), subscriber_id=payment.subscriber_id,
+            before={"status": PaymentStatus.NEEDS_REVIEW}, after={"status": payment.status}, summary=reason,
+        )
         return payment
 
 
@@ -236,16 +262,23 @@ def refund_payment(*, payment_id: int, amount: Decimal, reason: str, now: dateti
             ledger.reverse_payment_credit(
                 subscriber_id=payment.subscriber_id, payment_id=payment.pk, amount_paisa=refunded, now=now,
             )
+        before = {"status": payment.status, "refunded_paisa": payment.refunded_paisa}
         payment.refunded_paisa += refunded
         payment.status = PaymentStatus.REFUNDED if payment.refunded_paisa >= payment.amount_paisa else PaymentStatus.PARTIALLY_REFUNDED
         _note(payment, f"{now:%Y-%m-%d %H:%M} refunded {refunded / 100:.2f}: {reason}" + (f" by {user}" if user else ""))
         payment.save(update_fields=["refunded_paisa", "status", "notes"])
         status = RefundStatus.COMPLETED if answer.get("status") == "completed" else RefundStatus.PENDING
-        return Refund.objects.create(
+        refund = Refund.objects.create(
             payment=payment, amount_paisa=refunded, reason=reason[:255], status=status,
             gateway_refund_id=str(answer.get("refund_id") or "")[:100], gateway_response=_jsonable(answer.get("raw") or {}),
             created_at=now, created_by=user,
         )
+        old, new = audit.changes(before, {"status": payment.status, "refunded_paisa": payment.refunded_paisa})
+        audit.record(
+            action="payment.refund", at=now, user=user, target=_target(payment), subscriber_id=payment.subscriber_id,
+            before=old, after={**new, "refund_paisa": refunded, "refund_status": status}, summary=reason,
+        )
+        return refund
 
 
 def _check_refundable(payment: Payment, paisa: int) -> None:

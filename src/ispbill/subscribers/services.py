@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
+from ispbill.audit import services as audit
+from ispbill.core import clock
 from ispbill.core.errors import Conflict, DomainError
 from ispbill.core.phone import PhoneError, normalize_bd_mobile
 from ispbill.plans.models import Package
@@ -72,8 +74,24 @@ def _save(sub: Subscriber) -> Subscriber:
     return sub
 
 
-def create_subscriber(*, today: date, **data) -> Subscriber:
-    """Add a subscriber; the billing run invoices them from ``activated_on`` (default today)."""
+#: What the audit log keeps of a new subscriber.
+_CREATE_AUDIT_FIELDS = (
+    "name", "phone", "email", "address", "area", "pppoe_username", "package_id", "router_id", "status",
+    "activated_on", "billing_mode", "grace_days_override", "never_suspend", "language",
+)
+
+
+def _status_action(old: str, new: str) -> str:
+    if new == SubscriberStatus.SUSPENDED:
+        return "subscriber.suspend"
+    if new == SubscriberStatus.DISABLED:
+        return "subscriber.disable"
+    return "subscriber.enable" if old == SubscriberStatus.DISABLED else "subscriber.restore"
+
+
+def create_subscriber(*, today: date, user=None, ip: str | None = None, **data) -> Subscriber:
+    """Add a subscriber; the billing run invoices them from ``activated_on`` (default today).
+    ``user``: who added them (the audit log's actor; None: the system)."""
     for required in ("name", "phone", "pppoe_username", "package_id"):
         if data.get(required) in (None, ""):
             raise DomainError(f"{required.removesuffix('_id')} is required", code="field_required", field=required, status=422)
@@ -83,15 +101,27 @@ def create_subscriber(*, today: date, **data) -> Subscriber:
         data["activated_on"] = today
     if Subscriber.objects.filter(pppoe_username=data["pppoe_username"]).exists():
         raise Conflict(f"PPPoE username '{data['pppoe_username']}' is already taken", code="duplicate_username")
-    return _save(Subscriber(**{k: v for k, v in data.items() if v is not None or k == "grace_days_override"}))
+    with transaction.atomic():
+        sub = _save(Subscriber(**{k: v for k, v in data.items() if v is not None or k == "grace_days_override"}))
+        audit.record(
+            action="subscriber.create", at=clock.now(), user=user, target=audit.target_of(sub), ip=ip,
+            after=audit.snapshot(sub, _CREATE_AUDIT_FIELDS), summary="Subscriber added",
+        )
+        return sub
 
 
-def update_subscriber(*, subscriber_id: int, today: date, user=None, **changes) -> Subscriber:
+def update_subscriber(
+    *, subscriber_id: int, today: date, user=None, reason: str = "", ip: str | None = None, **changes
+) -> Subscriber:
     """Edit a subscriber's details. Package changes go through ``billing.services.change_package``.
 
     A status change also changes what the router enforces (see
     ``network.services.set_subscriber_status``). Re-enabling a disabled subscriber bills
     them from ``today``, not for the months they were disabled.
+
+    One audit event records the fields that changed (``subscriber.update``, or
+    ``subscriber.suspend``/``restore``/``disable``/``enable`` when the status changed),
+    with ``reason`` in its summary; nothing is recorded when nothing changed.
     """
     if "package_id" in changes:
         raise DomainError("use change-package to move a subscriber to another package", code="use_change_package", field="package", status=422)
@@ -103,6 +133,8 @@ def update_subscriber(*, subscriber_id: int, today: date, user=None, **changes) 
         if "pppoe_username" in changes and changes["pppoe_username"] != sub.pppoe_username:
             if Subscriber.objects.filter(pppoe_username=changes["pppoe_username"]).exclude(pk=sub.pk).exists():
                 raise Conflict(f"PPPoE username '{changes['pppoe_username']}' is already taken", code="duplicate_username")
+        tracked = [f for f in changes if f != "status"] + ["status", "billed_through"]
+        before = audit.snapshot(sub, tracked)
         new_status = changes.pop("status", sub.status)
         for field, value in changes.items():
             setattr(sub, field, value)
@@ -112,9 +144,16 @@ def update_subscriber(*, subscriber_id: int, today: date, user=None, **changes) 
                 sub.billed_through = max(yesterday, sub.activated_on - timedelta(days=1))
         _save(sub)
         if new_status != sub.status:
-            from ispbill.core import clock
             from ispbill.network.services import set_subscriber_status
 
-            set_subscriber_status(subscriber_id=sub.pk, status=new_status, now=clock.now(), user=user)
+            set_subscriber_status(subscriber_id=sub.pk, status=new_status, now=clock.now(), user=user, audit=False)
             sub.refresh_from_db()
+        after = audit.snapshot(sub, tracked)
+        old, new = audit.changes(before, after)
+        if new:
+            action = "subscriber.update" if before["status"] == sub.status else _status_action(before["status"], sub.status)
+            audit.record(
+                action=action, at=clock.now(), user=user, target=audit.target_of(sub), before=old, after=new, ip=ip,
+                summary=(reason or "").strip(),
+            )
         return sub
