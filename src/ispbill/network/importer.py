@@ -188,7 +188,7 @@ def apply_import(plan: ImportPlan, *, today: date, now: datetime | None = None, 
         for item in plan.create:
             create_subscriber(
                 today=today, name=item.name, phone=item.phone, pppoe_username=item.username,
-                package_id=item.package.pk, router_id=plan.router.pk, status=item.status,
+                package_id=item.package.pk, router_id=plan.router.pk, status=item.status, user=user, ip=ip,
             )
         if plan.create:
             record(

@@ -18,7 +18,7 @@ from ispbill.billing import ledger
 from ispbill.billing.choices import EntryKind
 from ispbill.core import clock
 from ispbill.core.errors import Conflict, DomainError, NotFound
-from ispbill.core.money import to_paisa
+from ispbill.core.money import from_paisa, to_paisa
 from ispbill.payments.choices import PaymentMethod, PaymentStatus, RefundStatus
 from ispbill.payments.models import Payment, PaymentAttempt, Refund
 from ispbill.subscribers.models import Subscriber
@@ -265,7 +265,7 @@ def refund_payment(*, payment_id: int, amount: Decimal, reason: str, now: dateti
         before = {"status": payment.status, "refunded_paisa": payment.refunded_paisa}
         payment.refunded_paisa += refunded
         payment.status = PaymentStatus.REFUNDED if payment.refunded_paisa >= payment.amount_paisa else PaymentStatus.PARTIALLY_REFUNDED
-        _note(payment, f"{now:%Y-%m-%d %H:%M} refunded {refunded / 100:.2f}: {reason}" + (f" by {user}" if user else ""))
+        _note(payment, f"{now:%Y-%m-%d %H:%M} refunded {from_paisa(refunded):.2f}: {reason}" + (f" by {user}" if user else ""))
         payment.save(update_fields=["refunded_paisa", "status", "notes"])
         status = RefundStatus.COMPLETED if answer.get("status") == "completed" else RefundStatus.PENDING
         refund = Refund.objects.create(
