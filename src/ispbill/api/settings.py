@@ -4,8 +4,10 @@ from ninja import Router
 
 from ispbill.api.permissions import require_permission
 from ispbill.api.schemas import DunningSettingsOut, DunningSettingsPatch, ErrorOut, SettingsOut, SettingsPatch
-from ispbill.billing import services
 from ispbill.billing.models import BillingSettings
+from ispbill.billing.settings_services import update_billing_settings
+from ispbill.core import clock
+from ispbill.dunning.settings_services import update_reminder_settings
 
 router = Router(tags=["settings"])
 
@@ -22,10 +24,14 @@ def get_settings(request):
     return out(BillingSettings.load())
 
 
+def _actor(request) -> dict:
+    return {"now": clock.now(), "user": getattr(request, "auth", None), "ip": request.META.get("REMOTE_ADDR") or None}
+
+
 @router.patch("", response={200: SettingsOut, 422: ErrorOut})
 def update_settings(request, payload: SettingsPatch):
     require_permission(request, "manage_settings")
-    return out(services.update_billing_settings(**payload.dict(exclude_unset=True)))
+    return out(update_billing_settings(changes=payload.dict(exclude_unset=True), **_actor(request)))
 
 
 def dunning_out(ds) -> dict:
@@ -45,6 +51,4 @@ def get_dunning_settings(request):
 @router.patch("/dunning", response={200: DunningSettingsOut, 422: ErrorOut})
 def update_dunning_settings(request, payload: DunningSettingsPatch):
     require_permission(request, "manage_settings")
-    from ispbill.dunning.services import update_dunning_settings as update
-
-    return dunning_out(update(**payload.dict(exclude_unset=True)))
+    return dunning_out(update_reminder_settings(changes=payload.dict(exclude_unset=True), **_actor(request)))

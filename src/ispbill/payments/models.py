@@ -191,3 +191,23 @@ class PaymentLink(models.Model):
 
     def __str__(self) -> str:
         return f"link {self.pk} for subscriber {self.subscriber_id}"
+
+
+class GatewaySwitch(models.Model):
+    """Staff's on/off switch for offering a gateway on the payment page. No row means on.
+
+    Off only hides the gateway from new payments: callbacks, webhooks and re-queries for
+    payments already started through it are still processed."""
+
+    gateway = models.CharField(max_length=32, unique=True)
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField()
+    updated_by = models.ForeignKey("auth.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+
+    def __str__(self) -> str:
+        return f"{self.gateway}: {'on' if self.enabled else 'off'}"
+
+    @classmethod
+    def switched_off(cls) -> set[str]:
+        """Names of the gateways staff have switched off."""
+        return set(cls.objects.filter(enabled=False).values_list("gateway", flat=True))
