@@ -81,6 +81,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # After sessions, before common: the language comes from the cookie set by the
+    # switcher (or the browser's Accept-Language), English otherwise.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -120,10 +123,6 @@ def _database() -> dict:
         }
     elif db["ENGINE"] == "django.db.backends.postgresql":
         db["CONN_HEALTH_CHECKS"] = True
-        # Parameters travel separately from the SQL text (no quoting in Python), and
-        # psycopg prepares a statement once it has run five times on a connection: the
-        # settlement path's repeated statements skip parsing and planning.
-        db["OPTIONS"] = {"server_side_binding": True}
     return db
 
 
@@ -135,6 +134,12 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("bn", "বাংলা")]
+# Compiled catalogs (.mo) ship in the package: installing needs no gettext.
+LOCALE_PATHS = [BASE_DIR / "locale"]
+# The switcher's choice outlives the (browser-session) staff login.
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_SECURE = PRODUCTION
 TIME_ZONE = ISPBILL_TIME_ZONE
 USE_I18N = True
 USE_TZ = True

@@ -297,6 +297,12 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
         self._connections_lock = threading.Lock()
 
     def process_request_thread(self, request, client_address):
+        # wsgiref writes the status line, headers and body separately: without this a kept
+        # alive connection waits for the client's delayed ACK on every response.
+        try:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         with self._connections_lock:
             self._connections.add(request)
         try:
