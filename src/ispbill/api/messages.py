@@ -4,8 +4,10 @@ from django.shortcuts import get_object_or_404
 from ninja import Router
 from ninja.pagination import LimitOffsetPagination, paginate
 
+from ispbill.api.permissions import require_permission
 from ispbill.api.schemas import ErrorOut, MessageOut, TemplateIn, TemplateOut
-from ispbill.notifications import selectors, templates_admin
+from ispbill.core import clock
+from ispbill.notifications import selectors, settings_services, templates_admin
 from ispbill.notifications.models import Message
 
 router = Router(tags=["messages"])
@@ -37,11 +39,18 @@ def list_templates(request):
     return templates_admin.effective_templates()
 
 
-@templates.put("/{kind}/{language}/{channel}", response={200: TemplateOut, 404: ErrorOut, 422: ErrorOut})
+@templates.put("/{kind}/{language}/{channel}", response={200: TemplateOut, 403: ErrorOut, 404: ErrorOut, 422: ErrorOut})
 def put_template(request, kind: str, language: str, channel: str, payload: TemplateIn):
-    return templates_admin.save_template(kind=kind, language=language, channel=channel, subject=payload.subject, body=payload.body)
+    """Customise a template (needs manage_settings; audited as ``settings.template``)."""
+    require_permission(request, "manage_settings")
+    return settings_services.save_template(
+        kind=kind, language=language, channel=channel, subject=payload.subject, body=payload.body,
+        now=clock.now(), user=request.user,
+    )
 
 
-@templates.delete("/{kind}/{language}/{channel}", response={200: TemplateOut, 404: ErrorOut})
+@templates.delete("/{kind}/{language}/{channel}", response={200: TemplateOut, 403: ErrorOut, 404: ErrorOut})
 def reset_template(request, kind: str, language: str, channel: str):
-    return templates_admin.reset_template(kind=kind, language=language, channel=channel)
+    """Back to the built-in text (needs manage_settings; audited)."""
+    require_permission(request, "manage_settings")
+    return settings_services.reset_template(kind=kind, language=language, channel=channel, now=clock.now(), user=request.user)

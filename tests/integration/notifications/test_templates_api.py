@@ -37,7 +37,13 @@ def _fresh_template_cache():
 
 @pytest.fixture
 def auth():
-    get_user_model().objects.create_user(username="staff", password="correct horse battery")
+    """A token of an admin (templates are settings: manage_settings)."""
+    from ispbill.backoffice.services import ensure_roles
+    from django.contrib.auth.models import Group
+
+    ensure_roles()
+    user = get_user_model().objects.create_user(username="staff", password="correct horse battery")
+    user.groups.add(Group.objects.get(name="admin"))
     return {"Authorization": f"Bearer {issue_token(username='staff')}"}
 
 
@@ -215,3 +221,30 @@ def test_reset_of_a_template_never_customised_is_harmless(api):
     assert response.status_code == 200
     assert response.json()["customised"] is False
     assert response.json()["body"] == texts.DEFAULTS[("overdue", "bn", "email")].body
+
+
+@pytest.mark.parametrize("role", ["billing", "support", "viewer"])
+def test_only_admins_edit_templates(client, role):
+    """Editing what every subscriber receives is a settings change; other roles get 403
+    and nothing is saved or recorded."""
+    from ispbill.audit.models import AuditEvent
+    from ispbill.notifications.models import MessageTemplate
+
+    from ..backoffice.office_support import make_staff
+
+    headers = {"Authorization": f"Bearer {issue_token(username=make_staff(role).username)}"}
+    put = client.put(URL + "/reminder/en/sms", data=json.dumps({"body": "Pay {amount}"}),
+                     content_type="application/json", headers=headers)
+    reset = client.delete(URL + "/reminder/en/sms", headers=headers)
+    assert (put.status_code, reset.status_code) == (403, 403)
+    assert put.json()["code"] == "forbidden"
+    assert not MessageTemplate.objects.exists()
+    assert not AuditEvent.objects.filter(action="settings.template").exists()
+
+
+def test_template_edit_is_audited(api):
+    from ispbill.audit.models import AuditEvent
+
+    assert api.put("/reminder/en/sms", {"body": "Pay {amount_due} by {due_date}"}).status_code == 200
+    (event,) = AuditEvent.objects.filter(action="settings.template")
+    assert event.actor_name == "staff" and event.after["body"] == "Pay {amount_due} by {due_date}"
