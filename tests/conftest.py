@@ -32,6 +32,16 @@ def fixed_clock():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Nothing one test cached (the dashboard's sums of earlier days) reaches another."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_template_cache():
     """Customised message templates are cached per process; a test's rollback must not
     leave another test reading a template that no longer exists."""

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -84,6 +85,7 @@ def test_dashboard_queries_do_not_grow_with_rows(world, client_for, router):
     for n in (3, 30):
         _grow_to(world, n, router)
         Router.objects.create(name=f"edge-{n}", host=f"10.0.1.{n}")
+        cache.clear()  # earlier days' payment sums are cached: count the uncached page
         counts.append(_queries(client, "/office/"))
     assert counts[0] == counts[1], counts
     assert counts[0] <= 16, counts
