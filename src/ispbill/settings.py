@@ -159,6 +159,9 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 LOGIN_URL = "backoffice:login"
 LOGIN_REDIRECT_URL = "backoffice:dashboard"
 LOGOUT_REDIRECT_URL = "backoffice:login"
+# The dashboard's sums of earlier days' payments are reused for this long (today's are
+# always fresh).
+ISPBILL_DASHBOARD_CACHE_SECONDS = int(os.environ.get("ISPBILL_DASHBOARD_CACHE_SECONDS", "300"))
 # Staff login throttling: this many failures per username and address within the window.
 ISPBILL_LOGIN_MAX_FAILURES = int(os.environ.get("ISPBILL_LOGIN_MAX_FAILURES", "5"))
 ISPBILL_LOGIN_WINDOW_SECONDS = int(os.environ.get("ISPBILL_LOGIN_WINDOW_SECONDS", str(15 * 60)))
