@@ -356,10 +356,15 @@ def process_inbound(webhook: InboundWebhook, *, now: datetime, replay: bool = Fa
             # settle() locks the attempt the gateway's answer names; the (unverified) message's
             # own hint is only looked up when that answer names none (saves a query per webhook).
             hint = None if confirmation.reference else _attempt_hint(webhook.gateway, params)
-            settled = settle(confirmation=confirmation, gateway=webhook.gateway, now=now, review_reason=reason,
-                             attempt_hint=hint)
-            processed = Processed(settled.outcome, settled.detail, _page(confirmation, settled),
-                                  settled.payment, settled.attempt)
+            # The outcome is written in the settlement's own transaction: one commit, and
+            # the row never says "received" about money already credited.
+            with transaction.atomic():
+                settled = settle(confirmation=confirmation, gateway=webhook.gateway, now=now, review_reason=reason,
+                                 attempt_hint=hint)
+                processed = Processed(settled.outcome, settled.detail, _page(confirmation, settled),
+                                      settled.payment, settled.attempt)
+                _record_outcome(webhook, processed, now=now, replay=replay)
+            return processed
     except GatewayRejected as exc:
         detail = f"{exc.code}: {exc.message}" + (f" (gateway said {exc.gateway_code})" if exc.gateway_code else "")
         log.warning("%s %s %s rejected: %s", webhook.gateway, webhook.kind, webhook.pk, detail)
@@ -493,9 +498,10 @@ def settle(
     moved but cannot be applied by itself (``review_reason``, a risky transaction, no
     attempt, a second payment for one attempt) is kept as a ``needs_review`` payment with
     no ledger entry. A failure, cancellation or "not known yet" only updates the attempt;
-    it never undoes a completed one.
+    it never undoes a completed one. Inside a caller's transaction it takes part in it (no
+    savepoint): a failure rolls back the caller's work too.
     """
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         attempt = _locked_attempt(gateway, confirmation, attempt_hint)
         if not confirmation.money_moved:
             _record_unpaid(attempt, confirmation, now=now)
