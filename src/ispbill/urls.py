@@ -16,6 +16,8 @@ def health(request):
 urlpatterns = [
     path("", backoffice.home, name="home"),
     path("office/", include("ispbill.backoffice.urls")),
+    # Django's set_language view (POST language + next), at /i18n/setlang/.
+    path("i18n/", include("django.conf.urls.i18n")),
     path("healthz", health, name="health"),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),

@@ -52,7 +52,7 @@ def _columns(*, label: str, x_labels: list[str], series: list[tuple[str, list[in
     legend_rows = math.ceil(len(series) / 4) if legend else 0
     bottom = 22 + 18 * legend_rows
     plot_w, plot_h = _WIDTH - left - right, height - top - bottom
-    totals = [sum(values[i] for _, values in series) for i in range(len(x_labels))]
+    totals = [sum(values[i] for _name, values in series) for i in range(len(x_labels))]
     ticks = _nice_ticks(max(totals, default=0))
     scale = plot_h / ticks[-1]
     body = []

@@ -6,6 +6,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _, ngettext
 
 from ispbill.backoffice import services
 from ispbill.core import clock
@@ -33,8 +34,13 @@ class LoginForm(AuthenticationForm):
             self.throttled = True
             minutes = max(1, settings.ISPBILL_LOGIN_WINDOW_SECONDS // 60)
             raise ValidationError(
-                f"Too many failed sign-ins for this username from your address. Wait {minutes} minutes and try again, "
-                "or ask an admin to reset your password.",
+                ngettext(
+                    "Too many failed sign-ins for this username from your address. Wait %(minutes)d minute and try "
+                    "again, or ask an admin to reset your password.",
+                    "Too many failed sign-ins for this username from your address. Wait %(minutes)d minutes and try "
+                    "again, or ask an admin to reset your password.",
+                    minutes,
+                ) % {"minutes": minutes},
                 code="throttled",
             )
         try:
@@ -48,8 +54,9 @@ class LoginForm(AuthenticationForm):
 
 
 class ChangePackageForm(forms.Form):
-    package = forms.TypedChoiceField(coerce=int, choices=())
-    effective_on = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    package = forms.TypedChoiceField(label=_("New package"), coerce=int, choices=())
+    # ISO format whatever the language: it is what <input type="date"> reads and sends.
+    effective_on = forms.DateField(label=_("From"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"))
 
     def __init__(self, *args, packages=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -57,10 +64,10 @@ class ChangePackageForm(forms.Form):
 
 
 class PaymentForm(forms.Form):
-    amount = forms.CharField(max_length=20, widget=forms.TextInput(attrs={"inputmode": "decimal", "placeholder": "0.00"}))
-    method = forms.ChoiceField(choices=[c for c in PaymentMethod.choices if c[0] != PaymentMethod.GATEWAY])
-    reference = forms.CharField(max_length=100, required=False)
-    notes = forms.CharField(max_length=1000, required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    amount = forms.CharField(label=_("Amount"), max_length=20, widget=forms.TextInput(attrs={"inputmode": "decimal", "placeholder": "0.00"}))
+    method = forms.ChoiceField(label=_("Method"), choices=[c for c in PaymentMethod.choices if c[0] != PaymentMethod.GATEWAY])
+    reference = forms.CharField(label=_("Reference"), max_length=100, required=False)
+    notes = forms.CharField(label=_("Notes"), max_length=1000, required=False, widget=forms.Textarea(attrs={"rows": 2}))
     # One key per rendered form: a double submit records the payment once.
     key = forms.CharField(max_length=64, widget=forms.HiddenInput)
 
@@ -76,15 +83,23 @@ class PaymentForm(forms.Form):
 
 
 class StatusForm(forms.Form):
-    action = forms.ChoiceField(choices=[(a, a) for a in services.STATUS_ACTIONS])
-    reason = forms.CharField(max_length=250, widget=forms.TextInput(attrs={"placeholder": "reason (kept with the change)"}))
+    action = forms.ChoiceField(label=_("Action"), choices=[(a, a) for a in services.STATUS_ACTIONS])
+    reason = forms.CharField(
+        label=_("Reason"), max_length=250, widget=forms.TextInput(attrs={"placeholder": _("reason (kept with the change)")})
+    )
 
 
 class ReminderForm(forms.Form):
     invoice = forms.IntegerField(widget=forms.HiddenInput)
-    kind = forms.ChoiceField(choices=[("reminder", "Reminder"), ("due_today", "Due today"), ("overdue", "Overdue")])
-    channel = forms.ChoiceField(choices=[("", "SMS and email"), ("sms", "SMS only"), ("email", "Email only")], required=False)
+    kind = forms.ChoiceField(
+        label=_("Kind"), choices=[("reminder", _("Reminder")), ("due_today", _("Due today")), ("overdue", _("Overdue"))]
+    )
+    channel = forms.ChoiceField(
+        label=_("Channel"),
+        choices=[("", _("SMS and email")), ("sms", _("SMS only")), ("email", _("Email only"))],
+        required=False,
+    )
 
 
 class ExemptForm(forms.Form):
-    never_suspend = forms.TypedChoiceField(coerce=lambda v: v == "1", choices=[("1", "exempt"), ("0", "not exempt")])
+    never_suspend = forms.TypedChoiceField(coerce=lambda v: v == "1", choices=[("1", _("exempt")), ("0", _("not exempt"))])

@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from django.utils.translation import gettext_lazy as _
+
 
 @dataclass(frozen=True)
 class Column:
-    label: str
+    label: str  # a lazy translation: the header follows the page's language
     accessor: str  # dotted attribute path on the row
     kind: str = "text"  # text | money | badge | date | bool
     badge: str = ""  # which choices class colours a badge (see templatetags)
@@ -26,12 +28,12 @@ class Column:
 
 
 SUBSCRIBER_COLUMNS = [
-    Column("Name", "name", link=lambda s: f"/office/subscribers/{s.pk}/", classes="strong"),
-    Column("Username", "pppoe_username", classes="mono"),
-    Column("Phone", "phone", classes="mono nowrap"),
-    Column("Area", "area"),
-    Column("Package", "package.name"),
-    Column("Router", "router.name"),
-    Column("Status", "status", kind="badge", badge="subscriber"),
-    Column("Balance", "balance_paisa", kind="money", classes="num"),
+    Column(_("Name"), "name", link=lambda s: f"/office/subscribers/{s.pk}/", classes="strong"),
+    Column(_("Username"), "pppoe_username", classes="mono"),
+    Column(_("Phone"), "phone", classes="mono nowrap"),
+    Column(_("Area"), "area"),
+    Column(_("Package"), "package.name"),
+    Column(_("Router"), "router.name"),
+    Column(_("Status"), "status", kind="badge", badge="subscriber"),
+    Column(_("Balance"), "balance_paisa", kind="money", classes="num"),
 ]

@@ -1,11 +1,12 @@
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class InvoiceStatus(models.TextChoices):
-    OPEN = "open", "Open"
-    PARTIALLY_PAID = "partially_paid", "Partially paid"
-    PAID = "paid", "Paid"
-    VOID = "void", "Void"
+    OPEN = "open", _("Open")
+    PARTIALLY_PAID = "partially_paid", _("Partially paid")
+    PAID = "paid", _("Paid")
+    VOID = "void", _("Void")
 
     @property
     def colour(self) -> str:
@@ -13,37 +14,37 @@ class InvoiceStatus(models.TextChoices):
 
 
 class InvoiceKind(models.TextChoices):
-    RECURRING = "recurring", "Recurring service"
-    ADJUSTMENT = "adjustment", "Adjustment"
+    RECURRING = "recurring", _("Recurring service")
+    ADJUSTMENT = "adjustment", _("Adjustment")
 
 
 class LineKind(models.TextChoices):
-    PLAN = "plan", "Plan charge"
-    PRORATION_CHARGE = "proration_charge", "Proration charge"
-    PRORATION_CREDIT = "proration_credit", "Proration credit"
-    ADJUSTMENT = "adjustment", "Adjustment"
-    TAX = "tax", "Tax"
+    PLAN = "plan", _("Plan charge")
+    PRORATION_CHARGE = "proration_charge", _("Proration charge")
+    PRORATION_CREDIT = "proration_credit", _("Proration credit")
+    ADJUSTMENT = "adjustment", _("Adjustment")
+    TAX = "tax", _("Tax")
 
 
 class EntryKind(models.TextChoices):
-    INVOICE = "invoice", "Invoice issued"
-    PAYMENT = "payment", "Payment received"
-    CREDIT_NOTE = "credit_note", "Credit note"
-    CREDIT_APPLIED = "credit_applied", "Credit applied to an invoice"
-    VOID = "void", "Invoice voided"
-    REFUND = "refund", "Payment refunded"
+    INVOICE = "invoice", _("Invoice issued")
+    PAYMENT = "payment", _("Payment received")
+    CREDIT_NOTE = "credit_note", _("Credit note")
+    CREDIT_APPLIED = "credit_applied", _("Credit applied to an invoice")
+    VOID = "void", _("Invoice voided")
+    REFUND = "refund", _("Payment refunded")
 
 
 class PaymentTermsChoice(models.TextChoices):
-    PREPAID = "prepaid", "Prepaid"
-    POSTPAID = "postpaid", "Postpaid"
+    PREPAID = "prepaid", _("Prepaid")
+    POSTPAID = "postpaid", _("Postpaid")
 
 
 class DueRuleChoice(models.TextChoices):
-    PERIOD_START = "period_start", "Days after the period starts"
-    AFTER_ISSUE = "after_issue", "Days after the invoice is issued"
+    PERIOD_START = "period_start", _("Days after the period starts")
+    AFTER_ISSUE = "after_issue", _("Days after the invoice is issued")
 
 
 class RoundingChoice(models.TextChoices):
-    PAISA = "paisa", "To the paisa"
-    TAKA = "taka", "To the whole taka"
+    PAISA = "paisa", _("To the paisa")
+    TAKA = "taka", _("To the whole taka")

@@ -1,28 +1,29 @@
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class EnforcementMethod(models.TextChoices):
-    ROUTEROS = "routeros", "RouterOS API"
-    RADIUS = "radius", "RADIUS (FreeRADIUS SQL + CoA)"
+    ROUTEROS = "routeros", _("RouterOS API")
+    RADIUS = "radius", _("RADIUS (FreeRADIUS SQL + CoA)")
 
 
 class NetState(models.TextChoices):
-    ACTIVE = "active", "Active"
-    SUSPENDED = "suspended", "Suspended"
-    UNKNOWN = "unknown", "Unknown"
+    ACTIVE = "active", _("Active")
+    SUSPENDED = "suspended", _("Suspended")
+    UNKNOWN = "unknown", _("Unknown")
 
 
 class ActionKind(models.TextChoices):
-    SUSPEND = "suspend", "Suspend"
-    RESTORE = "restore", "Restore"
+    SUSPEND = "suspend", _("Suspend")
+    RESTORE = "restore", _("Restore")
 
 
 class ActionStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
-    SUPERSEDED = "superseded", "Superseded"
-    SKIPPED = "skipped", "Skipped: no router"
+    PENDING = "pending", _("Pending")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+    SUPERSEDED = "superseded", _("Superseded")
+    SKIPPED = "skipped", _("Skipped: no router")
 
     @property
     def colour(self) -> str:
@@ -30,7 +31,7 @@ class ActionStatus(models.TextChoices):
 
 
 class Reason(models.TextChoices):
-    OVERDUE = "overdue", "Unpaid past the grace period"
-    PAYMENT = "payment", "Paid"
-    STAFF = "staff", "By staff"
-    RECONCILE = "reconcile", "Router repaired by reconciliation"
+    OVERDUE = "overdue", _("Unpaid past the grace period")
+    PAYMENT = "payment", _("Paid")
+    STAFF = "staff", _("By staff")
+    RECONCILE = "reconcile", _("Router repaired by reconciliation")

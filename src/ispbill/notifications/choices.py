@@ -1,13 +1,14 @@
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class MessageStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    SENDING = "sending", "Sending"
-    SENT = "sent", "Sent"
-    CANCELLED = "cancelled", "Cancelled"
-    DEAD = "dead", "Failed"
-    UNCERTAIN = "uncertain", "Outcome unknown"
+    QUEUED = "queued", _("Queued")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent")
+    CANCELLED = "cancelled", _("Cancelled")
+    DEAD = "dead", _("Failed")
+    UNCERTAIN = "uncertain", _("Outcome unknown")
 
     @property
     def colour(self) -> str:
@@ -17,22 +18,22 @@ class MessageStatus(models.TextChoices):
 
 
 class MessageKindChoice(models.TextChoices):
-    REMINDER = "reminder", "Reminder before the due date"
-    DUE_TODAY = "due_today", "Due today"
-    OVERDUE = "overdue", "Overdue: suspension pending"
-    SUSPENDED = "suspended", "Service suspended"
-    RECONNECTED = "reconnected", "Service restored"
-    RECEIPT = "receipt", "Payment receipt"
+    REMINDER = "reminder", _("Reminder before the due date")
+    DUE_TODAY = "due_today", _("Due today")
+    OVERDUE = "overdue", _("Overdue: suspension pending")
+    SUSPENDED = "suspended", _("Service suspended")
+    RECONNECTED = "reconnected", _("Service restored")
+    RECEIPT = "receipt", _("Payment receipt")
 
 
 class ChannelChoice(models.TextChoices):
-    SMS = "sms", "SMS"
-    EMAIL = "email", "Email"
+    SMS = "sms", _("SMS")
+    EMAIL = "email", _("Email")
 
 
 class Trigger(models.TextChoices):
-    AUTO = "auto", "Automatic"
-    MANUAL = "manual", "Sent by staff"
+    AUTO = "auto", _("Automatic")
+    MANUAL = "manual", _("Sent by staff")
 
 
 class Language(models.TextChoices):

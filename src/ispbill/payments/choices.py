@@ -1,22 +1,23 @@
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class PaymentMethod(models.TextChoices):
-    CASH = "cash", "Cash"
-    BANK = "bank", "Bank transfer"
-    MANUAL_MFS = "manual_mfs", "Mobile money (manual)"
-    GATEWAY = "gateway", "Online (payment gateway)"
+    CASH = "cash", _("Cash")
+    BANK = "bank", _("Bank transfer")
+    MANUAL_MFS = "manual_mfs", _("Mobile money (manual)")
+    GATEWAY = "gateway", _("Online (payment gateway)")
 
 
 class PaymentStatus(models.TextChoices):
     """Only completed and (partially) refunded payments have ledger entries; a payment
     held for review or rejected has none."""
 
-    COMPLETED = "completed", "Completed"
-    NEEDS_REVIEW = "needs_review", "Needs review"
-    REJECTED = "rejected", "Rejected"
-    REFUNDED = "refunded", "Refunded"
-    PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+    COMPLETED = "completed", _("Completed")
+    NEEDS_REVIEW = "needs_review", _("Needs review")
+    REJECTED = "rejected", _("Rejected")
+    REFUNDED = "refunded", _("Refunded")
+    PARTIALLY_REFUNDED = "partially_refunded", _("Partially refunded")
 
     @property
     def colour(self) -> str:
@@ -37,12 +38,12 @@ class AttemptStatus(models.TextChoices):
     again. ``completed`` and ``needs_review`` say money moved and are never downgraded by a
     later failure report; a later completion wins over ``failed``/``cancelled``."""
 
-    STARTED = "started", "Started"
-    PENDING = "pending", "Pending confirmation"
-    COMPLETED = "completed", "Completed"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-    NEEDS_REVIEW = "needs_review", "Needs review"
+    STARTED = "started", _("Started")
+    PENDING = "pending", _("Pending confirmation")
+    COMPLETED = "completed", _("Completed")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+    NEEDS_REVIEW = "needs_review", _("Needs review")
 
     @property
     def colour(self) -> str:
@@ -57,17 +58,17 @@ MONEY_MOVED_STATUSES = (AttemptStatus.COMPLETED, AttemptStatus.NEEDS_REVIEW)
 
 
 class WebhookKind(models.TextChoices):
-    CALLBACK = "callback", "Browser return"
-    IPN = "ipn", "IPN (SSLCommerz)"
-    SNS = "sns", "SNS (bKash)"
+    CALLBACK = "callback", _("Browser return")
+    IPN = "ipn", _("IPN (SSLCommerz)")
+    SNS = "sns", _("SNS (bKash)")
 
 
 class WebhookOutcome(models.TextChoices):
-    RECEIVED = "received", "Received (not processed yet)"
-    ACCEPTED = "accepted", "Accepted"
-    DUPLICATE = "duplicate", "Duplicate"
-    REJECTED = "rejected", "Rejected"
-    ERROR = "error", "Error"
+    RECEIVED = "received", _("Received (not processed yet)")
+    ACCEPTED = "accepted", _("Accepted")
+    DUPLICATE = "duplicate", _("Duplicate")
+    REJECTED = "rejected", _("Rejected")
+    ERROR = "error", _("Error")
 
     @property
     def colour(self) -> str:
@@ -75,5 +76,5 @@ class WebhookOutcome(models.TextChoices):
 
 
 class RefundStatus(models.TextChoices):
-    COMPLETED = "completed", "Completed"
-    PENDING = "pending", "Accepted by the gateway, completing"
+    COMPLETED = "completed", _("Completed")
+    PENDING = "pending", _("Accepted by the gateway, completing")

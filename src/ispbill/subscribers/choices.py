@@ -1,10 +1,11 @@
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class SubscriberStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    SUSPENDED = "suspended", "Suspended"
-    DISABLED = "disabled", "Disabled"
+    ACTIVE = "active", _("Active")
+    SUSPENDED = "suspended", _("Suspended")
+    DISABLED = "disabled", _("Disabled")
 
     @property
     def colour(self) -> str:
@@ -12,5 +13,5 @@ class SubscriberStatus(models.TextChoices):
 
 
 class BillingModeChoice(models.TextChoices):
-    CALENDAR = "calendar", "Calendar month"
-    ANNIVERSARY = "anniversary", "Anniversary of activation"
+    CALENDAR = "calendar", _("Calendar month")
+    ANNIVERSARY = "anniversary", _("Anniversary of activation")

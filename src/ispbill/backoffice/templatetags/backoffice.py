@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from django import template
 from django.utils.html import format_html
+from django.utils.translation import gettext, pgettext_lazy
 
 from ispbill.billing.choices import InvoiceStatus
 from ispbill.core.money import from_paisa
-from ispbill.network.choices import ActionStatus
+from ispbill.network.choices import ActionStatus, Reason
 from ispbill.notifications.choices import MessageStatus
 from ispbill.payments.choices import PaymentStatus
 from ispbill.subscribers.choices import SubscriberStatus
@@ -36,6 +37,29 @@ def taka(paisa) -> str:
     return f"{sign}৳ {abs(amount):,.2f}"
 
 
+_ROLE_NAMES = {
+    "admin": pgettext_lazy("role", "admin"),
+    "billing": pgettext_lazy("role", "billing"),
+    "support": pgettext_lazy("role", "support"),
+    "viewer": pgettext_lazy("role", "viewer"),
+}
+
+
+@register.filter
+def role_name(value) -> str:
+    """A staff role (the group's name) in the page's language."""
+    return _ROLE_NAMES.get(value, value)
+
+
+@register.filter
+def enforcement_reason(value) -> str:
+    """Why a subscriber was suspended or restored, in words."""
+    try:
+        return Reason(value).label
+    except ValueError:
+        return value
+
+
 @register.filter
 def percent(value) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
@@ -59,7 +83,7 @@ def cell(row, column):
     elif column.kind == "badge":
         return badge(value, column.badge)
     elif column.kind == "bool":
-        text = "yes" if value else "no"
+        text = gettext("yes") if value else gettext("no")
     else:
         text = "" if value is None else value
     if column.link is not None:

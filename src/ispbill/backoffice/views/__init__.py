@@ -8,7 +8,9 @@ from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.formats import date_format
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from ispbill.backoffice import charts, selectors
@@ -23,6 +25,7 @@ from ispbill.backoffice.forms import (
 )
 from ispbill.backoffice.permissions import permission_required
 from ispbill.backoffice.tables import SUBSCRIBER_COLUMNS
+from ispbill.backoffice.templatetags.backoffice import taka
 from ispbill.backoffice.views.common import SeeOther, form_errors, int_param
 from ispbill.billing import services as billing
 from ispbill.billing.models import Invoice
@@ -88,7 +91,7 @@ def subscriber_list(request):
         filters, today=today, after=int_param(request, "after"), before=int_param(request, "before")
     )
     context = {
-        "title": "Subscribers",
+        "title": _("Subscribers"),
         "nav": "subscribers",
         "filters": filters,
         "choices": selectors.filter_choices(),
@@ -101,7 +104,7 @@ def subscriber_list(request):
 def _detail_or_404(subscriber_id: int):
     detail = selectors.subscriber_detail(subscriber_id)
     if detail is None:
-        raise Http404("no such subscriber")
+        raise Http404(_("No such subscriber."))
     return detail
 
 
@@ -157,7 +160,7 @@ def change_package_preview(request, pk: int):
     detail, form, outcome = result
     new = next(p for p in detail.packages if p.pk == form.cleaned_data["package"])
     context = {
-        "title": f"Change package: {detail.subscriber.name}",
+        "title": _("Change package: %(name)s") % {"name": detail.subscriber.name},
         "nav": "subscribers",
         "s": detail.subscriber,
         "new_package": new,
@@ -175,13 +178,17 @@ def change_package(request, pk: int):
     result = _change_package(request, pk, data=request.POST, preview=False)
     if not isinstance(result, tuple):
         return result
-    _, form, outcome = result
-    done = {
-        "invoice": f"Package changed; invoice {outcome.invoice.number if outcome.invoice else ''} issued.",
-        "credit_note": f"Package changed; credit note {outcome.credit_note.number if outcome.credit_note else ''} issued.",
-        "none": "Package changed; nothing to charge or credit.",
-        "scheduled": f"Package change scheduled for {form.cleaned_data['effective_on']:%d %b %Y}.",
-    }[outcome.document]
+    _detail, form, outcome = result
+    if outcome.document == "invoice":
+        done = _("Package changed; invoice %(number)s issued.") % {"number": outcome.invoice.number if outcome.invoice else ""}
+    elif outcome.document == "credit_note":
+        done = _("Package changed; credit note %(number)s issued.") % {
+            "number": outcome.credit_note.number if outcome.credit_note else ""
+        }
+    elif outcome.document == "scheduled":
+        done = _("Package change scheduled for %(day)s.") % {"day": date_format(form.cleaned_data["effective_on"], "d M Y")}
+    else:
+        done = _("Package changed; nothing to charge or credit.")
     messages.success(request, done)
     return _back(pk)
 
@@ -203,9 +210,9 @@ def record_payment(request, pk: int):
         messages.error(request, exc.message)
         return _back(pk)
     if created:
-        messages.success(request, f"Payment of ৳ {payment.amount:,.2f} recorded.")
+        messages.success(request, _("Payment of %(amount)s recorded.") % {"amount": taka(to_paisa(payment.amount))})
     else:
-        messages.info(request, "This payment was already recorded (the form was sent twice).")
+        messages.info(request, _("This payment was already recorded (the form was sent twice)."))
     return _back(pk)
 
 
@@ -224,7 +231,9 @@ def change_status(request, pk: int):
     except DomainError as exc:
         messages.error(request, exc.message)
         return _back(pk)
-    messages.success(request, f"{sub.name} is now {sub.get_status_display().lower()}; the router follows.")
+    messages.success(request, _("%(name)s is now %(status)s; the router follows.") % {
+        "name": sub.name, "status": str(sub.get_status_display()).lower(),
+    })
     return _back(pk)
 
 
@@ -237,7 +246,7 @@ def send_reminder(request, pk: int):
         return _back(pk)
     data = form.cleaned_data
     if not Invoice.objects.filter(pk=data["invoice"], subscriber_id=pk).exists():
-        messages.error(request, "That invoice is not this subscriber's.")
+        messages.error(request, _("That invoice is not this subscriber's."))
         return _back(pk)
     try:
         sent = request_reminder(
@@ -248,9 +257,9 @@ def send_reminder(request, pk: int):
         messages.error(request, exc.message)
         return _back(pk)
     if sent:
-        messages.success(request, f"Reminder queued ({', '.join(m.channel for m in sent)}).")
+        messages.success(request, _("Reminder queued (%(channels)s).") % {"channels": ", ".join(m.channel for m in sent)})
     else:
-        messages.info(request, "No reminder queued: the subscriber has no address for that channel.")
+        messages.info(request, _("No reminder queued: the subscriber has no address for that channel."))
     return _back(pk)
 
 
@@ -267,5 +276,5 @@ def set_exempt(request, pk: int):
     except DomainError as exc:
         messages.error(request, exc.message)
         return _back(pk)
-    messages.success(request, "Exempt from automatic suspension." if exempt else "Automatic suspension applies again.")
+    messages.success(request, _("Exempt from automatic suspension.") if exempt else _("Automatic suspension applies again."))
     return _back(pk)
