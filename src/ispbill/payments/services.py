@@ -92,7 +92,7 @@ def record_payment(
                     subscriber_id=subscriber_id, ip=ip,
                     after={"amount_paisa": paisa, "method": method, "reference": payment.reference,
                            "received_at": received_at},
-                    summary=f"{payment.get_method_display()} payment recorded",
+                    summary=f"{payment.method} payment recorded",
                 )
             _after_payment(payment, notify=notify, subscriber=sub)
             return payment, True
