@@ -32,6 +32,15 @@ def fixed_clock():
 
 
 @pytest.fixture(autouse=True)
+def _no_language_left_over():
+    """A test that switched the language (the Bangla back office) leaves English behind."""
+    from django.utils import translation
+
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """Nothing one test cached (the dashboard's sums of earlier days) reaches another."""
     from django.core.cache import cache

@@ -137,6 +137,10 @@ def test_a_wrong_password_is_refused_and_the_right_one_opens_the_dashboard(page,
     expect(page.get_by_role("heading", name=re.compile("^Dashboard"))).to_be_visible()
     expect(page.locator("header .who")).to_contain_text(office["user"].username)
     expect(page.get_by_text("Collected this month", exact=True)).to_be_visible()
+    # The three charts are drawn by the locally served Chart.js.
+    for chart in ("chart-payments", "chart-aging", "chart-status"):
+        expect(page.locator(f'canvas[data-chart="{chart}"]')).to_have_attribute("data-drawn", "1")
+    assert page.evaluate("Object.keys(Chart.instances).length") == 3
 
 
 # -- 2. search ---------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ def dashboard(request):
         "chart_payments": charts.payments_per_day(data.days, data.payments_by_day),
         "chart_aging": charts.aging(data.aging),
         "chart_status": charts.subscribers_by_status(data.by_status, dict(SubscriberStatus.choices)),
+        "payment_totals": sorted((label, sum(per_day.values())) for label, per_day in data.payments_by_day.items()),
         "nav": "dashboard",
     }
     return render(request, "backoffice/dashboard.html", context)
