@@ -162,6 +162,9 @@ LOGOUT_REDIRECT_URL = "backoffice:login"
 # The dashboard's sums of earlier days' payments are reused for this long (today's are
 # always fresh).
 ISPBILL_DASHBOARD_CACHE_SECONDS = int(os.environ.get("ISPBILL_DASHBOARD_CACHE_SECONDS", "300"))
+# What the SMS provider charges per segment, in taka (for the cost shown on the messages
+# page; a Decimal string, e.g. "0.35").
+ISPBILL_SMS_SEGMENT_PRICE = os.environ.get("ISPBILL_SMS_SEGMENT_PRICE", "0.35")
 # Staff login throttling: this many failures per username and address within the window.
 ISPBILL_LOGIN_MAX_FAILURES = int(os.environ.get("ISPBILL_LOGIN_MAX_FAILURES", "5"))
 ISPBILL_LOGIN_WINDOW_SECONDS = int(os.environ.get("ISPBILL_LOGIN_WINDOW_SECONDS", str(15 * 60)))

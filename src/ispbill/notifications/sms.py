@@ -9,6 +9,9 @@ An extension character or a surrogate pair is never split across two segments.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
+
+from ispbill.core.money import round_amount, to_paisa
 
 _GSM_BASIC = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -42,3 +45,9 @@ def sms_cost(text: str) -> SmsCost:
             segments, used = segments + 1, 0
         used += w
     return SmsCost(encoding, units, segments)
+
+
+def segments_cost_paisa(segments: int, price_per_segment: Decimal) -> int:
+    """What ``segments`` SMS segments cost at ``price_per_segment`` taka, in paisa (the
+    one rounding rule of :mod:`ispbill.core.money`)."""
+    return to_paisa(round_amount(Decimal(segments) * price_per_segment))

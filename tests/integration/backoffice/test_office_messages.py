@@ -57,7 +57,8 @@ def test_list_runs_the_same_queries_for_few_and_many_messages(world, client_for,
     assert counts[0] <= 10
 
 
-def test_totals_count_messages_sms_and_segments_of_the_filtered_set(world, client_for):
+def test_totals_count_messages_sms_and_segments_of_the_filtered_set(world, client_for, settings):
+    settings.ISPBILL_SMS_SEGMENT_PRICE = "0.35"
     sub = world["sub"]
     long_bangla = "আপনার বিল " * 20  # UCS-2: 200 code units → 3 segments
     gsm = "A" * 161  # GSM-7: 2 segments
@@ -68,12 +69,15 @@ def test_totals_count_messages_sms_and_segments_of_the_filtered_set(world, clien
     message(sub, status="queued", body="")  # not rendered yet: no segments
     client = client_for("viewer")
     response = client.get("/office/messages/")
-    assert response.context["totals"] == {"count": PAGE_SIZE + 3, "sms": PAGE_SIZE + 2, "segments": PAGE_SIZE * 2 + 3}
+    segments = PAGE_SIZE * 2 + 3
+    assert response.context["totals"] == {
+        "count": PAGE_SIZE + 3, "sms": PAGE_SIZE + 2, "segments": segments, "cost_paisa": segments * 35,
+    }
     assert len(response.context["page"].rows) == PAGE_SIZE
     html = response.content.decode()
     assert "GSM-7" in html and "UCS-2" in html
     only_email = client.get("/office/messages/", {"channel": "email"}).context["totals"]
-    assert only_email == {"count": 1, "sms": 0, "segments": 0}
+    assert only_email == {"count": 1, "sms": 0, "segments": 0, "cost_paisa": 0}
 
 
 def test_list_filters(world, client_for):
@@ -147,3 +151,18 @@ def test_nav_links_follow_the_role(world, client_for):
     billing = client_for("billing").get("/office/payments/").content.decode()
     assert 'href="/office/webhooks/"' in billing
     assert 'href="/office/webhooks/"' not in client_for("support").get("/office/payments/").content.decode()
+
+
+def test_sms_cost_is_segments_times_the_providers_price(world, client_for, settings):
+    """Cost = billed segments × ISPBILL_SMS_SEGMENT_PRICE, exact to the paisa."""
+    settings.ISPBILL_SMS_SEGMENT_PRICE = "0.275"
+    Message.objects.all().delete()
+    three = message(world["sub"], segments=3)
+    message(world["sub"], segments=2)
+    message(world["sub"], channel="email", body="Receipt")  # email: no segments, no SMS cost
+
+    client = client_for("viewer")
+    page = client.get("/office/messages/").content.decode()
+    assert '<dd id="sms-cost">৳ 1.38 ' in page  # 5 × 0.275 = 1.375 → 1.38 (half up)
+    detail = client.get(f"/office/messages/{three.pk}/").content.decode()
+    assert "৳ 0.83" in detail  # 3 × 0.275 = 0.825 → 0.83

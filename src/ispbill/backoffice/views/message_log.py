@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import Count, Q, Sum
 from django.http import Http404
 from django.shortcuts import render
@@ -23,7 +25,7 @@ from ispbill.backoffice.views.common import int_param
 from ispbill.backoffice.views.payments import between_days, date_param, keyset_page
 from ispbill.notifications.choices import ChannelChoice, MessageKindChoice, MessageStatus
 from ispbill.notifications.models import Message
-from ispbill.notifications.sms import sms_cost
+from ispbill.notifications.sms import segments_cost_paisa, sms_cost
 
 
 @dataclass
@@ -72,6 +74,11 @@ def filtered_messages(f: MessageFilters):
     return qs.filter(between_days("created_at", f.date_from, f.date_to))
 
 
+def segment_price() -> Decimal:
+    """The provider's price per SMS segment in taka (``ISPBILL_SMS_SEGMENT_PRICE``)."""
+    return Decimal(str(settings.ISPBILL_SMS_SEGMENT_PRICE))
+
+
 @require_GET
 @permission_required("view_messages")
 def message_list(request):
@@ -90,7 +97,11 @@ def message_list(request):
         "nav": "messages",
         "filters": filters,
         "page": page,
-        "totals": {"count": totals["n"], "sms": totals["sms"], "segments": totals["segments"] or 0},
+        "totals": {
+            "count": totals["n"], "sms": totals["sms"], "segments": totals["segments"] or 0,
+            "cost_paisa": segments_cost_paisa(totals["segments"] or 0, segment_price()),
+        },
+        "segment_price": segment_price(),
         "statuses": MessageStatus.choices,
         "channels": ChannelChoice.choices,
         "kinds": MessageKindChoice.choices,
@@ -105,7 +116,8 @@ def message_detail(request, pk: int):
     if m is None:
         raise Http404("no such message")
     cost = sms_cost(m.body) if m.channel == ChannelChoice.SMS and m.body else None
-    context = {"title": _("Message %(id)s") % {"id": m.pk}, "nav": "messages", "m": m, "cost": cost}
+    price = segments_cost_paisa(m.segments, segment_price()) if m.segments else None
+    context = {"title": _("Message %(id)s") % {"id": m.pk}, "nav": "messages", "m": m, "cost": cost, "price_paisa": price}
     return render(request, "backoffice/message_detail.html", context)
 
 
