@@ -9,7 +9,7 @@ from datetime import date
 
 from django.db.models import Q, QuerySet
 
-from ispbill.backoffice.selectors import COUNT_LIMIT, PAGE_SIZE, Page
+from ispbill.backoffice.selectors import Page, newest_first_page
 from ispbill.billing.choices import InvoiceStatus
 from ispbill.billing.documents import InvoiceAmounts, invoice_amounts
 from ispbill.billing.ledger import OPEN_STATUSES
@@ -39,33 +39,6 @@ def _subscriber_match(q: str, prefix: str = "subscriber__") -> Q:
     if digits:
         cond |= Q(**{f"{prefix}phone__contains": digits})
     return cond
-
-
-def _keyset_page(qs: QuerySet, counted: QuerySet, *, after: int | None, before: int | None) -> Page:
-    """One page of ``qs`` newest (highest id) first. ``after``: the rows after that id
-    in this order (older); ``before``: the rows just before it (newer)."""
-    if before is not None:
-        rows = list(qs.filter(id__gt=before).order_by("id")[: PAGE_SIZE + 1])
-        more_before = len(rows) > PAGE_SIZE
-        rows = list(reversed(rows[:PAGE_SIZE]))
-        more_after = True
-    else:
-        if after is not None:
-            qs = qs.filter(id__lt=after)
-        rows = list(qs.order_by("-id")[: PAGE_SIZE + 1])
-        more_after = len(rows) > PAGE_SIZE
-        rows = rows[:PAGE_SIZE]
-        more_before = after is not None
-    # COUNT over a LIMITed subquery: bounded work however many rows match.
-    total = counted.order_by().values("id")[: COUNT_LIMIT + 1].count()
-    return Page(
-        rows=rows,
-        count=min(total, COUNT_LIMIT),
-        count_capped=total > COUNT_LIMIT,
-        next_after=rows[-1].pk if rows and more_after else None,
-        prev_before=rows[0].pk if rows and more_before else None,
-        first=not more_before,
-    )
 
 
 def areas() -> list[str]:
@@ -116,7 +89,7 @@ def filtered_invoices(filters: InvoiceFilters, *, today: date) -> QuerySet[Invoi
 
 def invoice_page(filters: InvoiceFilters, *, today: date, after: int | None = None, before: int | None = None) -> Page:
     qs = filtered_invoices(filters, today=today)
-    page = _keyset_page(qs.select_related("subscriber"), qs, after=after, before=before)
+    page = newest_first_page(qs.select_related("subscriber"), after=after, before=before)
     for invoice in page.rows:
         invoice.overdue = invoice.status in OPEN_STATUSES and invoice.amount_due_paisa > 0 and invoice.due_on < today
     return page
@@ -201,7 +174,7 @@ def filtered_credit_notes(filters: CreditNoteFilters) -> QuerySet[CreditNote]:
 
 def credit_note_page(filters: CreditNoteFilters, *, after: int | None = None, before: int | None = None) -> Page:
     qs = filtered_credit_notes(filters)
-    return _keyset_page(qs.select_related("subscriber", "invoice"), qs, after=after, before=before)
+    return newest_first_page(qs.select_related("subscriber", "invoice"), after=after, before=before)
 
 
 @dataclass

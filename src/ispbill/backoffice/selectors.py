@@ -93,6 +93,35 @@ class Page:
     first: bool
 
 
+def newest_first_page(qs, *, after: int | None, before: int | None, count: int | None = None) -> Page:
+    """One page of ``qs`` newest first (id descending), by keyset: ``after`` is the last
+    id of the page before (older rows follow), ``before`` the first id of the page after.
+    ``count``: the exact number of matches when the caller has it; otherwise it is
+    counted up to :data:`COUNT_LIMIT` over a LIMITed subquery."""
+    if before is not None:
+        rows = list(qs.filter(id__gt=before).order_by("id")[: PAGE_SIZE + 1])
+        more_before = len(rows) > PAGE_SIZE
+        rows = list(reversed(rows[:PAGE_SIZE]))
+        more_after = True
+    else:
+        rows = list((qs if after is None else qs.filter(id__lt=after)).order_by("-id")[: PAGE_SIZE + 1])
+        more_after = len(rows) > PAGE_SIZE
+        rows = rows[:PAGE_SIZE]
+        more_before = after is not None
+    capped = False
+    if count is None:
+        # COUNT over a LIMITed subquery: bounded work however many rows match.
+        counted = qs.order_by().values("id")[: COUNT_LIMIT + 1].count()
+        capped = counted > COUNT_LIMIT
+        count = min(counted, COUNT_LIMIT)
+    return Page(
+        rows=rows, count=count, count_capped=capped,
+        next_after=rows[-1].pk if rows and more_after else None,
+        prev_before=rows[0].pk if rows and more_before else None,
+        first=not more_before,
+    )
+
+
 def subscriber_page(filters: SubscriberFilters, *, today: date, after: int | None = None, before: int | None = None) -> Page:
     """One page of subscribers in id order, by keyset (``after``/``before`` an id), so
     page 2,000 costs what page 1 does; the match count stops at :data:`COUNT_LIMIT`."""

@@ -28,7 +28,7 @@ from ispbill.audit.services import record as audit
 from ispbill.audit.services import target_of
 from ispbill.backoffice.forms import client_ip
 from ispbill.backoffice.permissions import permission_required
-from ispbill.backoffice.selectors import COUNT_LIMIT, PAGE_SIZE, Page
+from ispbill.backoffice.selectors import newest_first_page as keyset_page
 from ispbill.backoffice.views.common import SeeOther, form_errors, int_param
 from ispbill.billing.models import LedgerEntry
 from ispbill.core import clock
@@ -43,35 +43,6 @@ from ispbill.subscribers.models import Subscriber
 from ispbill.subscribers.selectors import subscriber_list
 
 # -- shared reads --------------------------------------------------------------------------
-
-
-def keyset_page(qs, *, after: int | None, before: int | None, count: int | None = None) -> Page:
-    """One page of ``qs`` newest first (id descending), by keyset: ``after`` is the last
-    id of the page before (older rows follow), ``before`` the first id of the page after.
-    ``count``: the exact number of matches when the caller has it; otherwise it is
-    counted up to :data:`COUNT_LIMIT` over a LIMITed subquery."""
-    if before is not None:
-        rows = list(qs.filter(id__gt=before).order_by("id")[: PAGE_SIZE + 1])
-        more_before = len(rows) > PAGE_SIZE
-        rows = list(reversed(rows[:PAGE_SIZE]))
-        more_after = True
-    else:
-        rows = list((qs if after is None else qs.filter(id__lt=after)).order_by("-id")[: PAGE_SIZE + 1])
-        more_after = len(rows) > PAGE_SIZE
-        rows = rows[:PAGE_SIZE]
-        more_before = after is not None
-    capped = False
-    if count is None:
-        # COUNT over a LIMITed subquery: bounded work however many rows match.
-        counted = qs.order_by().values("id")[: COUNT_LIMIT + 1].count()
-        capped = counted > COUNT_LIMIT
-        count = min(counted, COUNT_LIMIT)
-    return Page(
-        rows=rows, count=count, count_capped=capped,
-        next_after=rows[-1].pk if rows and more_after else None,
-        prev_before=rows[0].pk if rows and more_before else None,
-        first=not more_before,
-    )
 
 
 def date_param(params, name: str) -> date | None:
