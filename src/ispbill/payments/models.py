@@ -64,7 +64,13 @@ class Payment(models.Model):
                 name="payment_credited_has_subscriber",
             ),
         ]
-        indexes = [models.Index(fields=["status", "received_at"], name="payment_status_idx")]
+        indexes = [
+            # Also carries what the dashboard sums per day, so those sums read the index alone.
+            models.Index(
+                fields=["status", "received_at", "gateway", "method", "amount_paisa", "refunded_paisa"],
+                name="payment_status_day_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.method_label or self.method} {self.amount}"
