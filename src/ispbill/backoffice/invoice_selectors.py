@@ -9,7 +9,7 @@ from datetime import date
 
 from django.db.models import Q, QuerySet
 
-from ispbill.backoffice.selectors import Page, newest_first_page
+from ispbill.backoffice.selectors import Page, newest_first_page, subscriber_match
 from ispbill.billing.choices import InvoiceStatus
 from ispbill.billing.documents import InvoiceAmounts, invoice_amounts
 from ispbill.billing.ledger import OPEN_STATUSES
@@ -31,14 +31,6 @@ def _month(value: str) -> date | None:
 
 def _next_month(first: date) -> date:
     return date(first.year + first.month // 12, first.month % 12 + 1, 1)
-
-
-def _subscriber_match(q: str, prefix: str = "subscriber__") -> Q:
-    cond = Q(**{f"{prefix}name__icontains": q}) | Q(**{f"{prefix}pppoe_username__icontains": q})
-    digits = q.lstrip("+0")
-    if digits:
-        cond |= Q(**{f"{prefix}phone__contains": digits})
-    return cond
 
 
 def areas() -> list[str]:
@@ -74,7 +66,7 @@ class InvoiceFilters:
 def filtered_invoices(filters: InvoiceFilters, *, today: date) -> QuerySet[Invoice]:
     qs = Invoice.objects.all()
     if filters.q:
-        qs = qs.filter(Q(number__icontains=filters.q) | _subscriber_match(filters.q))
+        qs = qs.filter(Q(number__icontains=filters.q) | subscriber_match(filters.q))
     if filters.status:
         qs = qs.filter(status=filters.status)
     first = _month(filters.month)
@@ -163,7 +155,7 @@ class CreditNoteFilters:
 def filtered_credit_notes(filters: CreditNoteFilters) -> QuerySet[CreditNote]:
     qs = CreditNote.objects.all()
     if filters.q:
-        qs = qs.filter(Q(number__icontains=filters.q) | Q(invoice__number__icontains=filters.q) | _subscriber_match(filters.q))
+        qs = qs.filter(Q(number__icontains=filters.q) | Q(invoice__number__icontains=filters.q) | subscriber_match(filters.q))
     first = _month(filters.month)
     if first is not None:
         qs = qs.filter(issued_on__gte=first, issued_on__lt=_next_month(first))

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Subquery, Sum, Value, When
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy
 
@@ -91,6 +91,16 @@ class Page:
     next_after: int | None
     prev_before: int | None
     first: bool
+
+
+def subscriber_match(q: str, prefix: str = "subscriber__") -> Q:
+    """Rows whose subscriber (through ``prefix``) has ``q`` in their name or username, or
+    its digits (without a leading + or 0) in their phone number."""
+    cond = Q(**{f"{prefix}name__icontains": q}) | Q(**{f"{prefix}pppoe_username__icontains": q})
+    digits = q.lstrip("+0")
+    if digits:
+        cond |= Q(**{f"{prefix}phone__contains": digits})
+    return cond
 
 
 def newest_first_page(qs, *, after: int | None, before: int | None, count: int | None = None) -> Page:

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET
 
 from ispbill.backoffice.permissions import permission_required
 from ispbill.backoffice.views.common import int_param
+from ispbill.backoffice.selectors import subscriber_match
 from ispbill.backoffice.views.payments import between_days, date_param, keyset_page
 from ispbill.notifications.choices import ChannelChoice, MessageKindChoice, MessageStatus
 from ispbill.notifications.models import Message
@@ -59,11 +60,10 @@ class MessageFilters:
 def filtered_messages(f: MessageFilters):
     qs = Message.objects.all()
     if f.q:
-        match = Q(recipient__icontains=f.q) | Q(subscriber__name__icontains=f.q) | Q(subscriber__email__icontains=f.q) \
-            | Q(subscriber__pppoe_username__icontains=f.q)
+        match = Q(recipient__icontains=f.q) | Q(subscriber__email__icontains=f.q) | subscriber_match(f.q)
         digits = f.q.lstrip("+0")
         if digits:
-            match |= Q(subscriber__phone__contains=digits) | Q(recipient__contains=digits)
+            match |= Q(recipient__contains=digits)
         qs = qs.filter(match)
     if f.status:
         qs = qs.filter(status=f.status)

@@ -28,7 +28,7 @@ from ispbill.audit.services import record as audit
 from ispbill.audit.services import target_of
 from ispbill.backoffice.forms import client_ip
 from ispbill.backoffice.permissions import permission_required
-from ispbill.backoffice.selectors import newest_first_page as keyset_page
+from ispbill.backoffice.selectors import newest_first_page as keyset_page, subscriber_match
 from ispbill.backoffice.views.common import SeeOther, form_errors, int_param
 from ispbill.billing.models import LedgerEntry
 from ispbill.core import clock
@@ -171,14 +171,10 @@ def filtered_payments(f: PaymentFilters):
     qs = Payment.objects.all()
     if f.q:
         text = f.q
-        digits = text.lstrip("+0")
-        match = (
+        qs = qs.filter(
             Q(transaction_id__icontains=text) | Q(reference__icontains=text) | Q(gateway_reference__icontains=text)
-            | Q(subscriber__name__icontains=text) | Q(subscriber__pppoe_username__icontains=text)
+            | subscriber_match(text)
         )
-        if digits:
-            match |= Q(subscriber__phone__contains=digits)
-        qs = qs.filter(match)
     if f.status:
         qs = qs.filter(status=f.status)
     if f.via:
