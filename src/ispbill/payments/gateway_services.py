@@ -558,7 +558,7 @@ def _audit_received(payment: Payment, *, gateway: str, now: datetime) -> None:
     held = payment.status == PaymentStatus.NEEDS_REVIEW
     audit.record(
         action="payment.receive", at=now, actor_kind=ActorKind.GATEWAY, subscriber_id=payment.subscriber_id,
-        target=audit.Target("payment", payment.pk, f"Payment {payment.pk}: {payment}"),
+        target=services.audit_target(payment),
         after={"amount_paisa": payment.amount_paisa, "gateway": gateway, "transaction_id": payment.transaction_id,
                "status": payment.status, **({"review_reason": payment.review_reason} if held else {})},
         summary=f"{payment.method_label or gateway} payment " + ("held for review" if held else "credited"),

@@ -88,7 +88,7 @@ def record_payment(
             )
             if not gateway:  # gateway settlement records its own event
                 audit.record(
-                    action="payment.record", at=clock.now(), user=user, target=_target(payment),
+                    action="payment.record", at=clock.now(), user=user, target=audit_target(payment),
                     subscriber_id=subscriber_id, ip=ip,
                     after={"amount_paisa": paisa, "method": method, "reference": payment.reference,
                            "received_at": received_at},
@@ -105,7 +105,8 @@ def record_payment(
         return existing, False
 
 
-def _target(payment: Payment) -> audit.Target:
+def audit_target(payment: Payment) -> audit.Target:
+    """How a payment is named in the audit log."""
     return audit.Target("payment", payment.pk, f"Payment {payment.pk}: {payment}")
 
 
@@ -174,7 +175,7 @@ def match_payment(*, payment_id: int, subscriber_id: int, now: datetime, user=No
                      note=f"matched to subscriber {subscriber_id}" + (f": {note}" if note else ""))
         old, new = audit.changes(before, {"status": payment.status, "subscriber_id": subscriber_id})
         audit.record(
-            action="payment.match", at=now, user=user, target=_target(payment), subscriber_id=subscriber_id,
+            action="payment.match", at=now, user=user, target=audit_target(payment), subscriber_id=subscriber_id,
             before=old, after={**new, "amount_paisa": payment.amount_paisa}, summary=(note or "").strip(),
         )
         return payment
@@ -211,7 +212,7 @@ def reject_payment(*, payment_id: int, reason: str, now: datetime, user=None) ->
         _note(payment, f"{now:%Y-%m-%d %H:%M} rejected: {reason}" + (f" by {user}" if user else ""))
         payment.save(update_fields=["status", "notes"])
         audit.record(
-            action="payment.reject", at=now, user=user, target=_target(payment), subscriber_id=payment.subscriber_id,
+            action="payment.reject", at=now, user=user, target=audit_target(payment), subscriber_id=payment.subscriber_id,
             before={"status": PaymentStatus.NEEDS_REVIEW}, after={"status": payment.status}, summary=reason,
         )
         return payment
@@ -275,7 +276,7 @@ def refund_payment(*, payment_id: int, amount: Decimal, reason: str, now: dateti
         )
         old, new = audit.changes(before, {"status": payment.status, "refunded_paisa": payment.refunded_paisa})
         audit.record(
-            action="payment.refund", at=now, user=user, target=_target(payment), subscriber_id=payment.subscriber_id,
+            action="payment.refund", at=now, user=user, target=audit_target(payment), subscriber_id=payment.subscriber_id,
             before=old, after={**new, "refund_paisa": refunded, "refund_status": status}, summary=reason,
         )
         return refund
