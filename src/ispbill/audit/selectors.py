@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from django.db.models import Q, QuerySet
 
 from ispbill.audit.models import ActorKind, AuditEvent
-from ispbill.core.timeutil import start_of_day
+from ispbill.core.timeutil import on_local_days
 
 PAGE_SIZE = 50
 MAX_LIMIT = 200
@@ -86,11 +86,7 @@ def filtered_events(filters: AuditFilters) -> QuerySet:
         qs = qs.filter(target_id=filters.target_id)
     if filters.subscriber is not None:
         qs = qs.filter(subscriber_id=filters.subscriber)
-    if filters.date_from is not None:
-        qs = qs.filter(at__gte=start_of_day(filters.date_from))
-    if filters.date_to is not None:
-        qs = qs.filter(at__lt=start_of_day(filters.date_to + timedelta(days=1)))
-    return qs
+    return qs.filter(on_local_days("at", filters.date_from, filters.date_to))
 
 
 # -- keyset paging ------------------------------------------------------------------------

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db.models import Q
 
 
 @lru_cache(maxsize=8)
@@ -36,3 +37,14 @@ def parse_instant(text: str) -> datetime:
     if at.tzinfo is None:
         at = at.replace(tzinfo=isp_zone())
     return at
+
+
+def on_local_days(field: str, date_from: date | None, date_to: date | None) -> Q:
+    """Instants in ``field`` falling on ``date_from`` … ``date_to`` (both included, either
+    may be open) as calendar days at the ISP."""
+    cond = Q()
+    if date_from is not None:
+        cond &= Q(**{f"{field}__gte": start_of_day(date_from)})
+    if date_to is not None:
+        cond &= Q(**{f"{field}__lt": start_of_day(date_to + timedelta(days=1))})
+    return cond

@@ -3,6 +3,8 @@ shown as messages, and integer query parameters."""
 
 from __future__ import annotations
 
+from datetime import date
+
 from django.contrib import messages
 from django.http import HttpResponseRedirect
 
@@ -14,6 +16,14 @@ class SeeOther(HttpResponseRedirect):
 def int_param(request, name: str) -> int | None:
     value = request.GET.get(name, "")
     return int(value) if value.isdigit() else None
+
+
+def date_param(params, name: str) -> date | None:
+    """A ``YYYY-MM-DD`` query parameter as a date; anything else is None."""
+    try:
+        return date.fromisoformat((params.get(name) or "").strip())
+    except ValueError:
+        return None
 
 
 def form_errors(request, form) -> None:

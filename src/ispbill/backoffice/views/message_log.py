@@ -21,9 +21,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from ispbill.backoffice.permissions import permission_required
-from ispbill.backoffice.views.common import int_param
-from ispbill.backoffice.selectors import subscriber_match
-from ispbill.backoffice.views.payments import between_days, date_param, keyset_page
+from ispbill.backoffice.selectors import newest_first_page, subscriber_match
+from ispbill.backoffice.views.common import date_param, int_param
+from ispbill.core.timeutil import on_local_days
 from ispbill.notifications.choices import ChannelChoice, MessageKindChoice, MessageStatus
 from ispbill.notifications.models import Message
 from ispbill.notifications.sms import segments_cost_paisa, sms_cost
@@ -71,7 +71,7 @@ def filtered_messages(f: MessageFilters):
         qs = qs.filter(channel=f.channel)
     if f.kind:
         qs = qs.filter(kind=f.kind)
-    return qs.filter(between_days("created_at", f.date_from, f.date_to))
+    return qs.filter(on_local_days("created_at", f.date_from, f.date_to))
 
 
 def segment_price() -> Decimal:
@@ -88,7 +88,7 @@ def message_list(request):
         n=Count("id"), sms=Count("id", filter=Q(channel=ChannelChoice.SMS)),
         segments=Sum("segments", filter=Q(channel=ChannelChoice.SMS)),
     )
-    page = keyset_page(
+    page = newest_first_page(
         qs.select_related("subscriber").defer("body", "error"),
         after=int_param(request, "after"), before=int_param(request, "before"), count=totals["n"],
     )

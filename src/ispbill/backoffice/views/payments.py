@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from django import forms
@@ -29,12 +29,12 @@ from ispbill.audit.services import target_of
 from ispbill.backoffice.forms import client_ip
 from ispbill.backoffice.permissions import permission_required
 from ispbill.backoffice.selectors import newest_first_page as keyset_page, subscriber_match
-from ispbill.backoffice.views.common import SeeOther, form_errors, int_param
+from ispbill.backoffice.views.common import SeeOther, date_param, form_errors, int_param
 from ispbill.billing.models import LedgerEntry
 from ispbill.core import clock
 from ispbill.core.errors import DomainError
 from ispbill.core.money import MoneyError, from_paisa, parse_amount
-from ispbill.core.timeutil import start_of_day
+from ispbill.core.timeutil import on_local_days
 from ispbill.payments import gateway_services
 from ispbill.payments import services as payments
 from ispbill.payments.choices import PaymentMethod, PaymentStatus, WebhookOutcome
@@ -43,23 +43,6 @@ from ispbill.subscribers.models import Subscriber
 from ispbill.subscribers.selectors import subscriber_list
 
 # -- shared reads --------------------------------------------------------------------------
-
-
-def date_param(params, name: str) -> date | None:
-    try:
-        return date.fromisoformat((params.get(name) or "").strip())
-    except ValueError:
-        return None
-
-
-def between_days(field: str, date_from: date | None, date_to: date | None) -> Q:
-    """Instants in ``field`` falling on ``date_from`` … ``date_to`` (inclusive) at the ISP."""
-    cond = Q()
-    if date_from is not None:
-        cond &= Q(**{f"{field}__gte": start_of_day(date_from)})
-    if date_to is not None:
-        cond &= Q(**{f"{field}__lt": start_of_day(date_to + timedelta(days=1))})
-    return cond
 
 
 # Keys whose values are secrets wherever they appear (headers, form fields, JSON, query).
@@ -179,7 +162,7 @@ def filtered_payments(f: PaymentFilters):
         qs = qs.filter(status=f.status)
     if f.via:
         qs = qs.filter(_VIA[f.via])
-    return qs.filter(between_days("received_at", f.date_from, f.date_to))
+    return qs.filter(on_local_days("received_at", f.date_from, f.date_to))
 
 
 def paid_by(p: Payment) -> str:
