@@ -28,7 +28,7 @@ from ispbill.audit.services import record as audit
 from ispbill.audit.services import target_of
 from ispbill.backoffice.forms import client_ip
 from ispbill.backoffice.permissions import permission_required
-from ispbill.backoffice.selectors import newest_first_page as keyset_page, subscriber_match
+from ispbill.backoffice.selectors import newest_first_page, subscriber_match
 from ispbill.backoffice.views.common import SeeOther, date_param, form_errors, int_param
 from ispbill.billing.models import LedgerEntry
 from ispbill.core import clock
@@ -181,7 +181,7 @@ def payment_list(request):
     filters = PaymentFilters.from_query(request.GET)
     qs = filtered_payments(filters)
     totals = qs.aggregate(n=Count("id"), amount=Sum("amount_paisa"), refunded=Sum("refunded_paisa"))
-    page = keyset_page(
+    page = newest_first_page(
         qs.select_related("subscriber"), after=int_param(request, "after"), before=int_param(request, "before"),
         count=totals["n"],
     )
@@ -229,7 +229,7 @@ def exception_list(request):
     if reason in REASONS:
         qs = qs.filter(review_reason__startswith=reason)
     totals = qs.aggregate(n=Count("id"), amount=Sum("amount_paisa"))
-    page = keyset_page(
+    page = newest_first_page(
         qs.select_related("subscriber"), after=int_param(request, "after"), before=int_param(request, "before"),
         count=totals["n"],
     )
@@ -454,7 +454,7 @@ def webhook_list(request):
         qs = qs.filter(gateway=gateway)
     if outcome:
         qs = qs.filter(outcome=outcome)
-    page = keyset_page(
+    page = newest_first_page(
         qs.defer("body", "headers"), after=int_param(request, "after"), before=int_param(request, "before"),
     )
     for w in page.rows:
