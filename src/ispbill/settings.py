@@ -79,6 +79,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Gateway webhooks skip the browser middleware below (see the class).
+    "ispbill.core.middleware.ServerToServerMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # After sessions, before common: the language comes from the cookie set by the
@@ -162,6 +164,9 @@ LOGOUT_REDIRECT_URL = "backoffice:login"
 # The dashboard's sums of earlier days' payments are reused for this long (today's are
 # always fresh).
 ISPBILL_DASHBOARD_CACHE_SECONDS = int(os.environ.get("ISPBILL_DASHBOARD_CACHE_SECONDS", "300"))
+# Gateway webhooks arriving together in one web server process are settled together, at
+# most this many per transaction (1: each in its own transaction). See payments/batching.py.
+ISPBILL_WEBHOOK_BATCH = int(os.environ.get("ISPBILL_WEBHOOK_BATCH", "32") or "32")
 # What the SMS provider charges per segment, in taka (for the cost shown on the messages
 # page; a Decimal string, e.g. "0.35").
 ISPBILL_SMS_SEGMENT_PRICE = os.environ.get("ISPBILL_SMS_SEGMENT_PRICE", "0.35")

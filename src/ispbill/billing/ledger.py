@@ -13,6 +13,7 @@ from django.db.models import Sum
 
 from ispbill.billing.choices import EntryKind, InvoiceStatus
 from ispbill.billing.models import Invoice, LedgerEntry
+from ispbill.core.db import update_rows
 from ispbill.core.errors import NotFound
 from ispbill.subscribers.models import Subscriber
 
@@ -34,6 +35,13 @@ def lock_subscriber(subscriber_id: int, *, with_package: bool = True) -> Subscri
     if sub is None:
         raise NotFound("subscriber not found", code="subscriber_not_found")
     return sub
+
+
+def lock_subscribers(subscriber_ids: list[int]) -> dict[int, Subscriber]:
+    """:func:`lock_subscriber` (without the package) for several subscribers in one
+    statement, locked in id order; ``{id: subscriber}`` of those that exist."""
+    qs = Subscriber.objects.select_for_update(of=("self",)).filter(pk__in=sorted(set(subscriber_ids))).order_by("pk")
+    return {sub.pk: sub for sub in qs}
 
 
 def status_for(invoice: Invoice) -> str:
@@ -67,6 +75,49 @@ def _apply_to_invoice(invoice: Invoice, amount: int) -> None:
     invoice.save(update_fields=["amount_due_paisa", "status"])
 
 
+def allocate(amount_paisa: int, owed: list[int]) -> tuple[list[int], int]:
+    """Split ``amount_paisa`` over amounts owed, in the order given, each up to what it
+    owes: ``(shares, remainder)`` with one share per amount (0 once the money runs out).
+    The one allocation rule, used by every credit."""
+    remaining = amount_paisa
+    shares = []
+    for due in owed:
+        share = min(remaining, due) if remaining > 0 and due > 0 else 0
+        shares.append(share)
+        remaining -= share
+    return shares, remaining
+
+
+def _credit_entries(
+    *, subscriber_id: int, amount_paisa: int, kind: EntryKind, now: datetime, invoices: list[Invoice],
+    payment_id: int | None = None, credit_note_id: int | None = None,
+) -> tuple[list[LedgerEntry], list[Applied], list[Invoice], int]:
+    """The entries crediting ``amount_paisa`` to ``invoices`` (oldest first), with the
+    invoices' new amounts due and statuses set in memory: ``(entries, applied,
+    changed invoices, remainder)``; the remainder is an entry without an invoice."""
+    shares, remaining = allocate(amount_paisa, [inv.amount_due_paisa for inv in invoices])
+    entries: list[LedgerEntry] = []
+    applied: list[Applied] = []
+    changed: list[Invoice] = []
+    for invoice, share in zip(invoices, shares):
+        if share <= 0:
+            continue
+        invoice.amount_due_paisa -= share
+        invoice.status = status_for(invoice)
+        changed.append(invoice)
+        entries.append(LedgerEntry(
+            subscriber_id=subscriber_id, kind=kind, amount_paisa=-share, invoice_id=invoice.pk,
+            payment_id=payment_id, credit_note_id=credit_note_id, created_at=now,
+        ))
+        applied.append(Applied(invoice.pk, share))
+    if remaining > 0:
+        entries.append(LedgerEntry(
+            subscriber_id=subscriber_id, kind=kind, amount_paisa=-remaining, invoice_id=None,
+            payment_id=payment_id, credit_note_id=credit_note_id, created_at=now,
+        ))
+    return entries, applied, changed, remaining
+
+
 def post_credit(
     *,
     subscriber_id: int,
@@ -79,35 +130,57 @@ def post_credit(
 ) -> list[Applied]:
     """Credit ``amount_paisa`` to the subscriber: to ``invoices`` (default: every open
     invoice, oldest first) up to what each owes; any remainder stays as unapplied credit."""
-    remaining = amount_paisa
-    applied: list[Applied] = []
-    entries: list[LedgerEntry] = []
-    for invoice in invoices if invoices is not None else open_invoices(subscriber_id):
-        if remaining <= 0:
-            break
-        share = min(remaining, invoice.amount_due_paisa)
-        if share <= 0:
-            continue
-        _apply_to_invoice(invoice, share)
-        entries.append(
-            LedgerEntry(
-                subscriber_id=subscriber_id, kind=kind, amount_paisa=-share, invoice_id=invoice.pk,
-                payment_id=payment_id, credit_note_id=credit_note_id, created_at=now,
-            )
-        )
-        applied.append(Applied(invoice.pk, share))
-        remaining -= share
-    if remaining > 0:
-        entries.append(
-            LedgerEntry(
-                subscriber_id=subscriber_id, kind=kind, amount_paisa=-remaining, invoice_id=None,
-                payment_id=payment_id, credit_note_id=credit_note_id, created_at=now,
-            )
-        )
+    entries, applied, changed, remaining = _credit_entries(
+        subscriber_id=subscriber_id, amount_paisa=amount_paisa, kind=kind, now=now, payment_id=payment_id,
+        credit_note_id=credit_note_id, invoices=invoices if invoices is not None else open_invoices(subscriber_id),
+    )
+    for invoice in changed:
+        invoice.save(update_fields=["amount_due_paisa", "status"])
     LedgerEntry.objects.bulk_create(entries)
     if invoices is not None and remaining > 0:
         applied += apply_unapplied_credit(subscriber_id=subscriber_id, now=now)
     return applied
+
+
+@dataclass(frozen=True)
+class Credit:
+    """One payment's credit for :func:`post_payment_credits`."""
+
+    subscriber_id: int
+    amount_paisa: int
+    payment_id: int
+    now: datetime
+
+
+def post_payment_credits(credits: list[Credit]) -> dict[int, list[Applied]]:
+    """:func:`post_credit` (kind ``payment``, every open invoice oldest first) for
+    payments of different subscribers at once, in three statements: the open invoices
+    of all of them, one UPDATE of the invoices paid, one INSERT of the entries. The
+    caller holds every one of the subscribers' locks. Returns ``{payment_id: applied}``."""
+    if len({c.subscriber_id for c in credits}) != len(credits):
+        raise ValueError("post_payment_credits takes one credit per subscriber")
+    by_subscriber: dict[int, list[Invoice]] = {c.subscriber_id: [] for c in credits}
+    for invoice in (
+        Invoice.objects.select_for_update()
+        .filter(subscriber_id__in=list(by_subscriber), status__in=OPEN_STATUSES, amount_due_paisa__gt=0)
+        .order_by("subscriber_id", "due_on", "issued_on", "id")
+    ):
+        by_subscriber[invoice.subscriber_id].append(invoice)
+    entries: list[LedgerEntry] = []
+    changed: list[Invoice] = []
+    out: dict[int, list[Applied]] = {}
+    for credit in credits:
+        mine, applied, paid, _ = _credit_entries(
+            subscriber_id=credit.subscriber_id, amount_paisa=credit.amount_paisa, kind=EntryKind.PAYMENT,
+            now=credit.now, payment_id=credit.payment_id, invoices=by_subscriber[credit.subscriber_id],
+        )
+        entries += mine
+        changed += paid
+        out[credit.payment_id] = applied
+    if changed:
+        update_rows(changed, ["amount_due_paisa", "status"])
+    LedgerEntry.objects.bulk_create(entries)
+    return out
 
 
 def unapplied_credit(subscriber_id: int) -> int:

@@ -107,25 +107,57 @@ def queue_messages(
         return one_by_one()
     # No look-up first: the keys are unique in the table, so a key already used fails
     # the insert below and the fallback then skips it.
-    language = language_for(subscriber)
     try:
         with transaction.atomic():
-            msgs = Message.objects.bulk_create([
-                Message(
-                    subscriber=subscriber, payment=payment, kind=kind, channel=c, trigger=trigger, dedupe_key=k,
-                    recipient=recipient_for(subscriber, c), language=language, created_at=now,
-                )
-                for c, k in wanted
-            ])
-            sms_release = (
-                sms_release_at(now, dunning=current_settings()[1]) if any(c == Channel.SMS for c, _ in wanted) else None
+            return _insert_queued(
+                [_Wanted(subscriber, kind, c, k, payment, trigger) for c, k in wanted], now=now,
             )
-            outbox.enqueue_many(topic=SEND_TOPIC, items=[
-                (f"message:{m.pk}", {"message_id": m.pk}, sms_release if m.channel == Channel.SMS else None)
-                for m in msgs
-            ], now=now)
     except IntegrityError:
         return one_by_one()
+
+
+def queue_receipts(paid: list[tuple[Subscriber, Payment]], *, now: datetime) -> list[Message]:
+    """Receipts (SMS, and email where there is an address) for payments just recorded in
+    this transaction, all in two statements, keyed ``receipt:<payment>:<channel>`` as
+    :func:`queue_messages` keys them. The payments are new, so their keys are unused: a
+    key already taken fails the insert (and the caller's transaction)."""
+    if not connection.features.can_return_rows_from_bulk_insert:
+        return [m for sub, payment in paid for m in queue_messages(
+            subscriber=sub, kind=MessageKind.RECEIPT, channels=(Channel.SMS, Channel.EMAIL), now=now, payment=payment,
+            dedupe_keys=(f"receipt:{payment.pk}:sms", f"receipt:{payment.pk}:email"))]
+    return _insert_queued([
+        _Wanted(sub, MessageKind.RECEIPT, channel, f"receipt:{payment.pk}:{channel}", payment, Trigger.AUTO)
+        for sub, payment in paid
+        for channel in (Channel.SMS, Channel.EMAIL) if channel == Channel.SMS or sub.email
+    ], now=now)
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    subscriber: Subscriber
+    kind: str
+    channel: str
+    dedupe_key: str
+    payment: Payment | None
+    trigger: str
+
+
+def _insert_queued(wanted: list[_Wanted], *, now: datetime) -> list[Message]:
+    """The messages and their outbox items, one INSERT each."""
+    if not wanted:
+        return []
+    msgs = Message.objects.bulk_create([
+        Message(
+            subscriber=w.subscriber, payment=w.payment, kind=w.kind, channel=w.channel, trigger=w.trigger,
+            dedupe_key=w.dedupe_key, recipient=recipient_for(w.subscriber, w.channel),
+            language=language_for(w.subscriber), created_at=now,
+        )
+        for w in wanted
+    ])
+    sms_release = sms_release_at(now, dunning=current_settings()[1]) if any(m.channel == Channel.SMS for m in msgs) else None
+    outbox.enqueue_many(topic=SEND_TOPIC, items=[
+        (f"message:{m.pk}", {"message_id": m.pk}, sms_release if m.channel == Channel.SMS else None) for m in msgs
+    ], now=now)
     return msgs
 
 

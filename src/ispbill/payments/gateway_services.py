@@ -38,7 +38,7 @@ from ispbill.audit.models import ActorKind
 from ispbill.billing import ledger
 from ispbill.core.errors import Conflict, DomainError, NotFound
 from ispbill.core.money import from_paisa, to_paisa
-from ispbill.payments import services
+from ispbill.payments import batching, services
 from ispbill.payments.choices import (
     MONEY_MOVED_STATUSES,
     AttemptStatus,
@@ -356,15 +356,13 @@ def process_inbound(webhook: InboundWebhook, *, now: datetime, replay: bool = Fa
             # settle() locks the attempt the gateway's answer names; the (unverified) message's
             # own hint is only looked up when that answer names none (saves a query per webhook).
             hint = None if confirmation.reference else _attempt_hint(webhook.gateway, params)
-            # The outcome is written in the settlement's own transaction: one commit, and
-            # the row never says "received" about money already credited.
-            with transaction.atomic():
-                settled = settle(confirmation=confirmation, gateway=webhook.gateway, now=now, review_reason=reason,
-                                 attempt_hint=hint)
-                processed = Processed(settled.outcome, settled.detail, _page(confirmation, settled),
-                                      settled.payment, settled.attempt)
-                _record_outcome(webhook, processed, now=now, replay=replay)
-            return processed
+            # Settled with its outcome written in the same transaction (one commit; the row
+            # never says "received" about money already credited), together with other
+            # webhooks arriving meanwhile when this process batches them.
+            return batching.settle_webhook(batching.SettleRequest(
+                webhook=webhook, confirmation=confirmation, review_reason=reason, attempt_hint=hint, now=now,
+                replay=replay,
+            ))
     except GatewayRejected as exc:
         detail = f"{exc.code}: {exc.message}" + (f" (gateway said {exc.gateway_code})" if exc.gateway_code else "")
         log.warning("%s %s %s rejected: %s", webhook.gateway, webhook.kind, webhook.pk, detail)
@@ -408,7 +406,24 @@ def _confirmed(call: Callable[[], Confirmation | WebhookAck]) -> tuple[Confirmat
     return result, ""
 
 
+#: The fields :func:`_record_outcome` writes (besides the replay count).
+OUTCOME_FIELDS = ("outcome", "outcome_detail", "processed_at", "attempt", "payment")
+
+
 def _record_outcome(webhook: InboundWebhook, processed: Processed, *, now: datetime, replay: bool) -> None:
+    fields = _outcome_fields(webhook, processed, now=now, replay=replay)
+    if replay:
+        fields["replays"] = F("replays") + 1
+    # One UPDATE, committed by itself (autocommit) when not inside a caller's transaction.
+    InboundWebhook.objects.filter(pk=webhook.pk).update(**fields)
+    if replay:
+        webhook.refresh_from_db()  # for the incremented replay count
+        return
+    # What was written, without reading the row back (one query less per webhook).
+    set_outcome(webhook, fields)
+
+
+def _outcome_fields(webhook: InboundWebhook, processed: Processed, *, now: datetime, replay: bool) -> dict:
     outcome, detail = processed.outcome, processed.detail
     if replay:
         detail = f"replayed {now:%Y-%m-%d %H:%M:%S}: {outcome}: {detail}"
@@ -419,19 +434,12 @@ def _record_outcome(webhook: InboundWebhook, processed: Processed, *, now: datet
         fields["attempt"] = processed.attempt
     if processed.payment is not None:
         fields["payment"] = processed.payment
-    if replay:
-        fields["replays"] = F("replays") + 1
-    # One UPDATE, committed by itself (autocommit) when not inside a caller's transaction.
-    InboundWebhook.objects.filter(pk=webhook.pk).update(**fields)
-    if replay:
-        webhook.refresh_from_db()  # for the incremented replay count
-        return
-    # What was written, without reading the row back (one query less per webhook).
-    webhook.outcome, webhook.outcome_detail, webhook.processed_at = outcome, fields["outcome_detail"], now
-    if processed.attempt is not None:
-        webhook.attempt = processed.attempt
-    if processed.payment is not None:
-        webhook.payment = processed.payment
+    return fields
+
+
+def set_outcome(webhook: InboundWebhook, fields: dict) -> None:
+    for name, value in fields.items():
+        setattr(webhook, name, value)
 
 
 def _params(webhook: InboundWebhook) -> dict[str, str]:
@@ -555,8 +563,12 @@ def settle(
 
 def _audit_received(payment: Payment, *, gateway: str, now: datetime) -> None:
     """``payment.receive`` in the audit log, by the gateway: credited, or held for staff."""
+    audit.record(**_received_audit(payment, gateway=gateway, now=now))
+
+
+def _received_audit(payment: Payment, *, gateway: str, now: datetime) -> dict:
     held = payment.status == PaymentStatus.NEEDS_REVIEW
-    audit.record(
+    return dict(
         action="payment.receive", at=now, actor_kind=ActorKind.GATEWAY, subscriber_id=payment.subscriber_id,
         target=services.audit_target(payment),
         after={"amount_paisa": payment.amount_paisa, "gateway": gateway, "transaction_id": payment.transaction_id,
@@ -647,6 +659,11 @@ def _on_existing(
 
 def _link(attempt: PaymentAttempt, payment: Payment, confirmation: Confirmation, *, now: datetime, first: bool) -> None:
     """Point the attempt at its payment (a second payment for one attempt only marks it)."""
+    attempt.save(update_fields=_linked(attempt, payment, confirmation, now=now, first=first))
+
+
+def _linked(attempt: PaymentAttempt, payment: Payment, confirmation: Confirmation, *, now: datetime, first: bool) -> list[str]:
+    """:func:`_link` in memory: the fields it changed."""
     credited = payment.status in (PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED)
     fields = ["status", "next_check_at", "updated_at"]
     if first:
@@ -660,7 +677,7 @@ def _link(attempt: PaymentAttempt, payment: Payment, confirmation: Confirmation,
         fields.append("gateway_reference")
     attempt.next_check_at = None
     attempt.updated_at = now
-    attempt.save(update_fields=fields)
+    return fields
 
 
 # -- re-querying -----------------------------------------------------------------------------
