@@ -3,6 +3,8 @@ a gateway payment from it, and the pages the customer comes back to from the gat
 
 from __future__ import annotations
 
+import math
+
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.utils import timezone
@@ -15,7 +17,7 @@ from ispbill.core.errors import DomainError
 from ispbill.payments import gateway_services, links
 from ispbill.payments.choices import WebhookKind
 from ispbill.payments.views import client_ip, store_request
-from ispbill.portal import selectors
+from ispbill.portal import limits, selectors
 
 
 @never_cache
@@ -38,20 +40,43 @@ class HttpResponseSeeOther(HttpResponseRedirect):
 @never_cache
 @require_POST
 def start_payment(request, token: str):
-    """The payment page's form (CSRF-protected): ``gateway=<name>`` → 303 to the gateway."""
+    """The payment page's form (CSRF-protected): ``gateway=<name>`` → 303 to the gateway;
+    429 with Retry-After while the subscriber has started too many payments lately."""
     now = clock.now()
     try:
         link = links.resolve(token, now=now)
     except links.LinkError as exc:
         return _link_error(request, exc)
+    gateway = request.POST.get("gateway", "")
+    refused = limits.start_refused(subscriber_id=link.subscriber_id, gateway=gateway, now=now)
+    if refused is not None:
+        return _too_many_starts(request, token, refused)
     try:
         _, redirect_url = gateway_services.start_gateway_payment(
-            subscriber_id=link.subscriber_id, gateway=request.POST.get("gateway", ""), now=now, client_ip=client_ip(request),
+            subscriber_id=link.subscriber_id, gateway=gateway, now=now, client_ip=client_ip(request),
         )
     except DomainError as exc:
         context = {"message": exc.message, "code": exc.code, "token": token}
         return _private(render(request, "portal/pay_error.html", context, status=exc.status))
     return _private(HttpResponseSeeOther(redirect_url))
+
+
+# Up to this many minutes the wait is told in minutes; beyond, in whole hours (rounded up).
+_WAIT_IN_MINUTES_UP_TO = 90
+
+
+def _too_many_starts(request, token: str, refused: limits.StartRefused):
+    minutes = math.ceil(refused.retry_after / 60)
+    context = {
+        "token": token,
+        "wait_minutes": minutes if minutes <= _WAIT_IN_MINUTES_UP_TO else None,
+        "wait_hours": None if minutes <= _WAIT_IN_MINUTES_UP_TO else math.ceil(refused.retry_after / 3600),
+        "open_gateway": gateway_services.LABELS.get(refused.open_gateway, refused.open_gateway),
+        "isp": selectors.isp_contact(),
+    }
+    response = render(request, "portal/pay_wait.html", context, status=429)
+    response["Retry-After"] = str(refused.retry_after)
+    return _private(response)
 
 
 # -- back from the gateway: shown to the customer, never believed ------------------------------
