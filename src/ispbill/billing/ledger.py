@@ -13,7 +13,7 @@ from django.db.models import Sum
 
 from ispbill.billing.choices import EntryKind, InvoiceStatus
 from ispbill.billing.models import Invoice, LedgerEntry
-from ispbill.core.db import update_rows
+from ispbill.core.db import insert_objects, update_rows
 from ispbill.core.errors import NotFound
 from ispbill.subscribers.models import Subscriber
 
@@ -177,9 +177,8 @@ def post_payment_credits(credits: list[Credit]) -> dict[int, list[Applied]]:
         entries += mine
         changed += paid
         out[credit.payment_id] = applied
-    if changed:
-        update_rows(changed, ["amount_due_paisa", "status"])
-    LedgerEntry.objects.bulk_create(entries)
+    update_rows(changed, ["amount_due_paisa", "status"])
+    insert_objects(entries)
     return out
 
 

@@ -196,6 +196,41 @@ def overlapped() -> Iterator[None]:
             yield
 
 
+#: Parameters per statement for :func:`insert_objects` (SQLite allows 32,766).
+_MAX_PARAMS = 30_000
+
+
+def insert_objects(objs: Sequence[models.Model], *, return_ids: bool = False) -> None:
+    """Insert new model instances (all of one model) in one multi-row ``INSERT``.
+
+    ``bulk_create`` for the few dozen rows of one batch, without its per-value
+    expression machinery, which costs more than the insert for rows like these. Values
+    are prepared by each field (``pre_save``, ``get_db_prep_save``) as ``save`` would; an automatic
+    primary key left unset is assigned by the database and, with ``return_ids``, read
+    back (``RETURNING``) onto the objects.
+    """
+    if not objs:
+        return
+    meta = objs[0]._meta
+    qn = connection.ops.quote_name
+    auto = meta.pk if all(getattr(obj, meta.pk.attname) is None for obj in objs) else None
+    fields = [f for f in meta.concrete_fields if f is not auto]
+    per_row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    head = f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES "
+    tail = f" RETURNING {qn(meta.pk.column)}" if return_ids and auto is not None else ""
+    size = max(1, _MAX_PARAMS // len(fields))
+    with connection.cursor() as cursor:
+        for part in chunks(objs, size):
+            params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in part for f in fields]
+            cursor.execute(head + ", ".join([per_row] * len(part)) + tail, params)
+            if tail:
+                for obj, (pk,) in zip(part, cursor.fetchall()):
+                    setattr(obj, meta.pk.attname, pk)
+    for obj in objs:
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
 def update_rows(objs: Sequence[models.Model], fields: Sequence[str]) -> None:
     """Write ``fields`` of model instances (all of one model) back to their rows: one
     ``UPDATE … WHERE pk`` per row, sent together with ``executemany`` (in one round trip on

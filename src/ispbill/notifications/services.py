@@ -27,6 +27,7 @@ from django.db.models import Sum
 from ispbill.audit import services as audit
 from ispbill.billing.choices import InvoiceStatus
 from ispbill.billing.models import BillingSettings, Invoice, LedgerEntry
+from ispbill.core.db import insert_objects
 from ispbill.core.errors import Conflict, DomainError
 from ispbill.core.money import format_amount
 from ispbill.core.timeutil import isp_zone
@@ -146,14 +147,15 @@ def _insert_queued(wanted: list[_Wanted], *, now: datetime) -> list[Message]:
     """The messages and their outbox items, one INSERT each."""
     if not wanted:
         return []
-    msgs = Message.objects.bulk_create([
+    msgs = [
         Message(
             subscriber=w.subscriber, payment=w.payment, kind=w.kind, channel=w.channel, trigger=w.trigger,
             dedupe_key=w.dedupe_key, recipient=recipient_for(w.subscriber, w.channel),
             language=language_for(w.subscriber), created_at=now,
         )
         for w in wanted
-    ])
+    ]
+    insert_objects(msgs, return_ids=True)
     sms_release = sms_release_at(now, dunning=current_settings()[1]) if any(m.channel == Channel.SMS for m in msgs) else None
     outbox.enqueue_many(topic=SEND_TOPIC, items=[
         (f"message:{m.pk}", {"message_id": m.pk}, sms_release if m.channel == Channel.SMS else None) for m in msgs

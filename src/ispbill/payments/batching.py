@@ -44,7 +44,7 @@ from django.db import close_old_connections, connection, transaction
 from ispbill.audit import services as audit
 from ispbill.billing import ledger
 from ispbill.core import clock
-from ispbill.core.db import update_rows
+from ispbill.core.db import insert_objects, update_rows
 from ispbill.core.money import to_paisa
 from ispbill.payments.choices import PaymentMethod, WebhookOutcome
 from ispbill.payments.gateways import Confirmation, Status
@@ -172,7 +172,7 @@ def _settle_quick(requests: list[SettleRequest], results: list) -> None:
             transaction_id=txns[i], method_label=(c.method_label or "")[:40],
             gateway_reference=(c.gateway_reference or "")[:200], attempt=attempt,
         ))
-    Payment.objects.bulk_create(payments)
+    insert_objects(payments, return_ids=True)
     ledger.post_payment_credits([
         ledger.Credit(p.subscriber_id, p.amount_paisa, p.pk, p.received_at) for p in payments
     ])
@@ -184,7 +184,7 @@ def _settle_quick(requests: list[SettleRequest], results: list) -> None:
     for (i, attempt), payment in zip(chosen, payments):
         fields.update(gs._linked(attempt, payment, requests[i].confirmation, now=requests[i].now, first=True))
     update_rows([attempt for _, attempt in chosen], sorted(fields))
-    audit.record_many([
+    insert_objects([
         audit.build(**gs._received_audit(payment, gateway=payment.gateway, now=requests[i].now))
         for (i, _), payment in zip(chosen, payments)
     ])

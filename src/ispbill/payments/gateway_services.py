@@ -30,12 +30,13 @@ from decimal import Decimal
 from urllib.parse import parse_qsl, urlsplit
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
 from ispbill.audit import services as audit
 from ispbill.audit.models import ActorKind
 from ispbill.billing import ledger
+from ispbill.core.db import insert_objects
 from ispbill.core.errors import Conflict, DomainError, NotFound
 from ispbill.core.money import from_paisa, to_paisa
 from ispbill.payments import batching, services
@@ -209,14 +210,19 @@ def enabled_gateways() -> list[dict]:
     return [{"name": name, "label": LABELS.get(name, name)} for name in GATEWAYS if name in found and name not in off]
 
 
+_EXPECTED_SQL = (
+    f"SELECT amount_paisa, currency FROM {PaymentAttempt._meta.db_table} WHERE gateway = %s AND reference = %s"
+)
+
+
 def expected_for(gateway: str) -> Callable[[str], tuple[Decimal, str] | None]:
     """The adapters' ``expected(reference)``: what our stored attempt asks for."""
 
     def expected(reference: str):
-        row = (
-            PaymentAttempt.objects.filter(gateway=gateway, reference=reference)
-            .values_list("amount_paisa", "currency").first()
-        )
+        # Asked once per webhook: plain SQL, a third of what building the query costs.
+        with connection.cursor() as cursor:
+            cursor.execute(_EXPECTED_SQL, [gateway, reference])
+            row = cursor.fetchone()
         return (from_paisa(row[0]), row[1]) if row else None
 
     return expected
@@ -293,11 +299,13 @@ def store_inbound(
 ) -> InboundWebhook:
     """Keep a callback or webhook as it arrived, committed before it is processed."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    # One INSERT: outside a transaction it commits by itself (no BEGIN/COMMIT round trips).
-    return InboundWebhook.objects.create(
+    webhook = InboundWebhook(
         gateway=gateway, kind=kind, method=method.upper()[:8], path=path[:2000], headers=redact_headers(headers),
         body=text, source_ip=source_ip or None, received_at=now,
     )
+    # One INSERT: outside a transaction it commits by itself (no BEGIN/COMMIT round trips).
+    insert_objects([webhook], return_ids=True)
+    return webhook
 
 
 # -- processing ------------------------------------------------------------------------------

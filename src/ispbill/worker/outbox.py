@@ -43,6 +43,7 @@ from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F, Q
 
+from ispbill.core.db import insert_objects
 from ispbill.worker.models import OutboxItem, OutboxState
 
 log = logging.getLogger("ispbill.outbox")
@@ -161,7 +162,7 @@ def enqueue_many(
     if not items:
         return
     attempts = max_attempts or settings.ISPBILL_OUTBOX_MAX_ATTEMPTS
-    OutboxItem.objects.bulk_create([
+    insert_objects([
         OutboxItem(
             topic=topic, dedupe_key=key, payload=payload, state=OutboxState.PENDING,
             next_attempt_at=available_at or now, created_at=now, max_attempts=attempts,
