@@ -44,6 +44,8 @@ def refund_out(r) -> dict:
     return {
         "id": r.pk, "payment": r.payment_id, "amount": format_amount(r.amount_paisa), "reason": r.reason,
         "status": r.status, "gateway_refund_id": r.gateway_refund_id, "created_at": r.created_at,
+        "completed_at": r.completed_at, "checks": r.checks, "last_checked_at": r.last_checked_at,
+        "next_check_at": r.next_check_at, "last_error": r.last_error,
     }
 
 

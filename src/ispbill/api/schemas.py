@@ -233,9 +233,17 @@ class RefundOut(Schema):
     payment: int
     amount: MoneyOut
     reason: str
-    status: Literal["completed", "pending"]
+    status: Literal["completed", "pending", "failed"] = Field(
+        description="pending: accepted by the gateway, which completes it later; failed: cancelled by the gateway "
+                    "(the money did not go back; the payment is as it was before the refund)",
+    )
     gateway_refund_id: str
     created_at: datetime
+    completed_at: datetime | None
+    checks: int = Field(description="how often the gateway was asked about it")
+    last_checked_at: datetime | None
+    next_check_at: datetime | None = Field(description="null on a pending refund: the worker stopped asking (see last_error)")
+    last_error: str
 
 
 class PaymentRefundOut(Schema):

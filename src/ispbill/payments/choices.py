@@ -76,5 +76,14 @@ class WebhookOutcome(models.TextChoices):
 
 
 class RefundStatus(models.TextChoices):
+    """``pending``: the gateway accepted the refund and completes it later; the worker
+    asks until it says ``completed`` or ``failed`` (cancelled: the money did not go back,
+    and the payment is as it was before the refund)."""
+
     COMPLETED = "completed", _("Completed")
     PENDING = "pending", _("Accepted by the gateway, completing")
+    FAILED = "failed", _("Cancelled by the gateway")
+
+    @property
+    def colour(self) -> str:
+        return {"completed": "green", "pending": "blue", "failed": "red"}[self.value]

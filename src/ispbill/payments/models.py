@@ -149,7 +149,12 @@ class InboundWebhook(models.Model):
 
 
 class Refund(models.Model):
-    """Money sent back through the gateway; its ledger entries carry the payment."""
+    """Money sent back through the gateway; its ledger entries carry the payment.
+
+    A ``pending`` refund (accepted, completed by the gateway later) is asked about again
+    at ``next_check_at`` until the gateway says completed or cancelled; ``next_check_at``
+    empty on a pending refund means the worker stopped asking (``last_error`` says why).
+    """
 
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
     amount_paisa = models.BigIntegerField()
@@ -157,12 +162,20 @@ class Refund(models.Model):
     status = models.CharField(max_length=16, choices=RefundStatus.choices)
     gateway_refund_id = models.CharField(max_length=100, blank=True)
     gateway_response = models.JSONField(default=dict)
+    # What a cancelled refund returns the payment to: credited or not, and if not, which status.
+    payment_status_before = models.CharField(max_length=20, choices=PaymentStatus.choices, blank=True)
     created_at = models.DateTimeField()
     created_by = models.ForeignKey("auth.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    completed_at = models.DateTimeField(null=True, blank=True)
+    checks = models.PositiveIntegerField(default=0, help_text="how often the gateway was asked about it")
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [models.CheckConstraint(condition=models.Q(amount_paisa__gt=0), name="refund_amount_positive")]
+        indexes = [models.Index(fields=["status", "next_check_at"], name="refund_follow_up_idx")]
 
     def __str__(self) -> str:
         return f"refund {from_paisa(self.amount_paisa)} of payment {self.payment_id}"

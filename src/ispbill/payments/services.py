@@ -8,7 +8,7 @@ Gateway flows (attempts, callbacks, webhooks, re-queries) are in :mod:`.gateway_
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
@@ -24,6 +24,9 @@ from ispbill.payments.models import Payment, PaymentAttempt, Refund
 from ispbill.subscribers.models import Subscriber
 
 log = logging.getLogger("ispbill.payments")
+
+#: When a refund the gateway completes later is first asked about.
+REFUND_FIRST_CHECK = timedelta(minutes=5)
 
 
 def record_payment(
@@ -226,7 +229,8 @@ def refund_payment(*, payment_id: int, amount: Decimal, reason: str, now: dateti
     A payment on the ledger (completed, partially refunded) may be refunded in parts; a
     payment never credited (needs review, rejected) only in full. Gateways without a
     refund API (Nagad) raise NotSupported; ``gateway`` is the adapter (default: the
-    configured one for the payment's gateway).
+    configured one for the payment's gateway). A refund the gateway completes later is
+    ``pending`` and followed up by :mod:`.refund_services` (the ``refund_follow_up`` job).
     """
     from ispbill.payments.gateway_services import gateway_for
 
@@ -272,7 +276,9 @@ def refund_payment(*, payment_id: int, amount: Decimal, reason: str, now: dateti
         refund = Refund.objects.create(
             payment=payment, amount_paisa=refunded, reason=reason[:255], status=status,
             gateway_refund_id=str(answer.get("refund_id") or "")[:100], gateway_response=_jsonable(answer.get("raw") or {}),
-            created_at=now, created_by=user,
+            payment_status_before=before["status"], created_at=now, created_by=user,
+            completed_at=now if status == RefundStatus.COMPLETED else None,
+            next_check_at=now + REFUND_FIRST_CHECK if status == RefundStatus.PENDING else None,
         )
         old, new = audit.changes(before, {"status": payment.status, "refunded_paisa": payment.refunded_paisa})
         audit.record(

@@ -13,8 +13,11 @@ Serve it with :func:`ispbill.sim.http.serve_in_thread`; point ``SSLCOMMERZ_BASE_
 * ``validationserverAPI.php``: VALID the first time, VALIDATED afterwards,
   INVALID_TRANSACTION for unknown val_ids. ``merchantTransIDvalidationAPI.php``: query by
   ``tran_id`` or ``sessionkey``, refund (``bank_tran_id`` + ``refund_amount``) and refund
-  status (``refund_ref_id``; refunds complete at once).
+  status (``refund_ref_id``: ``refunded``, ``processing`` or ``cancelled``).
 * ``risky = True`` marks new transactions ``risk_level`` 1.
+* ``refunds_complete = False`` leaves new refunds ``processing`` until
+  :meth:`finish_refund` makes one ``refunded`` or ``cancelled`` (a cancelled refund's
+  amount can be refunded again); by default refunds complete at once.
 
 Failure texts (``failedreason``, ``errorReason``) are the simulator's own wording.
 """
@@ -80,6 +83,7 @@ class SslcommerzSimulator(SimApp):
         self.ipn_order = ipn_order
         self.ipn_timeout = ipn_timeout
         self.risky = False
+        self.refunds_complete = True
         self.sessions: dict[str, dict] = {}
         self.transactions: list[dict] = []
         self.refunds: dict[str, dict] = {}
@@ -249,9 +253,11 @@ class SslcommerzSimulator(SimApp):
             txn["refunded"] += amount
             ref = "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(16))
             now = datetime.now(DHAKA).strftime("%Y-%m-%d %H:%M:%S")
+            done = self.refunds_complete
             self.refunds[ref] = {
                 "bank_tran_id": txn["bank_tran_id"], "tran_id": txn["tran_id"], "refund_ref_id": ref,
-                "amount": f"{amount:.2f}", "initiated_on": now, "refunded_on": now,
+                "amount": f"{amount:.2f}", "initiated_on": now, "refunded_on": now if done else "",
+                "status": "refunded" if done else "processing",
             }
         return json_response({
             "APIConnect": "DONE", "bank_tran_id": txn["bank_tran_id"], "trans_id": txn["tran_id"],
@@ -260,10 +266,27 @@ class SslcommerzSimulator(SimApp):
 
     def _refund_status(self, q: dict[str, str]) -> Response:
         with self._state:
-            refund = self.refunds.get(q["refund_ref_id"])
-        if refund is None:
+            refund = dict(self.refunds.get(q["refund_ref_id"]) or {})
+        if not refund:
             return json_response({"APIConnect": "DONE", "status": "failed", "errorReason": "Invalid refund_ref_id"})
-        return json_response({"APIConnect": "DONE", **refund, "status": "refunded", "errorReason": ""})
+        reason = "Refund request cancelled by the bank" if refund["status"] == "cancelled" else ""
+        return json_response({"APIConnect": "DONE", **refund, "errorReason": reason})
+
+    def finish_refund(self, refund_ref_id: str, status: str = "refunded") -> None:
+        """Settle a ``processing`` refund: ``refunded``, or ``cancelled`` (the money stays
+        with the merchant, and may be refunded again)."""
+        if status not in ("refunded", "cancelled"):
+            raise ValueError("a refund finishes as 'refunded' or 'cancelled'")
+        with self._state:
+            refund = self.refunds[refund_ref_id]
+            if refund["status"] != "processing":
+                raise ValueError(f"refund {refund_ref_id} is already {refund['status']}")
+            refund["status"] = status
+            if status == "refunded":
+                refund["refunded_on"] = datetime.now(DHAKA).strftime("%Y-%m-%d %H:%M:%S")
+            else:
+                txn = next(t for t in self.transactions if t["bank_tran_id"] == refund["bank_tran_id"])
+                txn["refunded"] -= Decimal(refund["amount"])
 
     def _credentials_ok(self, q: dict[str, str]) -> bool:
         password = self.stores.get(q.get("store_id", ""))

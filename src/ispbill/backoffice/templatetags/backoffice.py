@@ -11,7 +11,7 @@ from ispbill.billing.choices import InvoiceStatus
 from ispbill.core.money import from_paisa
 from ispbill.network.choices import ActionStatus, Reason
 from ispbill.notifications.choices import MessageStatus
-from ispbill.payments.choices import PaymentStatus
+from ispbill.payments.choices import PaymentStatus, RefundStatus
 from ispbill.subscribers.choices import SubscriberStatus
 from ispbill.worker.models import OutboxState
 
@@ -21,6 +21,7 @@ _CHOICES = {
     "subscriber": SubscriberStatus,
     "invoice": InvoiceStatus,
     "payment": PaymentStatus,
+    "refund": RefundStatus,
     "message": MessageStatus,
     "action": ActionStatus,
     "outbox": OutboxState,

@@ -1,5 +1,6 @@
-"""Back-office pages: payments, the exceptions queue (match, reject, refund) and the
-stored gateway callbacks and webhooks (replay).
+"""Back-office pages: payments, the exceptions queue (match, reject, refund, "check
+now" for a refund the gateway completes later) and the stored gateway callbacks and
+webhooks (replay).
 
 Lists page by keyset on the id, newest first, and run the same handful of queries
 whatever the number of rows; totals of the filtered set are summed by the database.
@@ -35,10 +36,10 @@ from ispbill.core import clock
 from ispbill.core.errors import DomainError
 from ispbill.core.money import MoneyError, from_paisa, parse_amount
 from ispbill.core.timeutil import on_local_days
-from ispbill.payments import gateway_services
+from ispbill.payments import gateway_services, refund_services
 from ispbill.payments import services as payments
-from ispbill.payments.choices import PaymentMethod, PaymentStatus, WebhookOutcome
-from ispbill.payments.models import InboundWebhook, Payment
+from ispbill.payments.choices import PaymentMethod, PaymentStatus, RefundStatus, WebhookOutcome
+from ispbill.payments.models import InboundWebhook, Payment, Refund
 from ispbill.subscribers.models import Subscriber
 from ispbill.subscribers.selectors import subscriber_list
 
@@ -438,6 +439,30 @@ def refund(request, pk: int):
     return _back(pk)
 
 
+@require_POST
+@permission_required("manage_billing")
+def refund_check(request, pk: int, refund_pk: int):
+    """Ask the gateway about a pending refund now instead of waiting for the worker."""
+    if not Refund.objects.filter(pk=refund_pk, payment_id=pk).exists():
+        raise Http404("no such refund")
+    try:
+        refund, _outcome = refund_services.check_refund(refund_id=refund_pk, now=clock.now(), user=request.user,
+                                                        ip=client_ip(request))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return _back(pk)
+    amount = f"৳ {from_paisa(refund.amount_paisa):,.2f}"
+    if refund.status == RefundStatus.COMPLETED:
+        messages.success(request, _("The gateway has completed the refund of %(amount)s.") % {"amount": amount})
+    elif refund.status == RefundStatus.FAILED:
+        messages.warning(request, _("The gateway cancelled the refund of %(amount)s: the money did not go back, and "
+                                    "the payment is as it was before the refund.") % {"amount": amount})
+    else:
+        messages.info(request, _("The refund of %(amount)s is not finished yet: %(why)s") % {
+            "amount": amount, "why": refund.last_error})
+    return _back(pk)
+
+
 # -- stored webhooks -----------------------------------------------------------------------
 
 GATEWAY_CHOICES = [("bkash", "bKash"), ("nagad", "Nagad"), ("sslcommerz", "SSLCommerz")]
@@ -526,6 +551,7 @@ urlpatterns = [
     path("payments/<int:pk>/match", match, name="payment-match"),
     path("payments/<int:pk>/reject", reject, name="payment-reject"),
     path("payments/<int:pk>/refund", refund, name="payment-refund"),
+    path("payments/<int:pk>/refunds/<int:refund_pk>/check", refund_check, name="refund-check"),
     path("webhooks/", webhook_list, name="webhooks"),
     path("webhooks/<int:pk>/", webhook_detail, name="webhook"),
     path("webhooks/<int:pk>/replay", webhook_replay, name="webhook-replay"),
