@@ -51,6 +51,18 @@ def ipn(receiver):
     return request
 
 
+def paid_with(gateway: str, client, world, receiver, browser) -> Payment:
+    """World's subscriber pays November's 1000.00 through ``gateway``: the hosted page's
+    Pay, then the IPN (SSLCommerz) or the browser's return (bKash, Nagad)."""
+    url = start(client, world.token(), gateway)
+    press(browser, url, "Pay")
+    if gateway == "sslcommerz":
+        forward(client, ipn(receiver))
+    else:
+        returned(client, receiver, f"/pay/{gateway}/callback")
+    return Payment.objects.get(gateway=gateway, status="completed")
+
+
 def completed_payments() -> list[Payment]:
     return list(Payment.objects.filter(status="completed"))
 

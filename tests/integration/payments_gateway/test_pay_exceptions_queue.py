@@ -17,7 +17,7 @@ from ispbill.payments.services import record_payment
 
 from ..api.api_support import JsonClient
 from .conftest import forward
-from .pay_support import ipn, press, returned, start
+from .pay_support import ipn, paid_with, press, returned, start
 
 pytestmark = pytest.mark.django_db
 
@@ -40,16 +40,6 @@ def wallet_payment(client, world, bkash, receiver, browser):
     response = post_sns(client, bkash.sns_notification(message=message))
     assert response.status_code == 200 and response.json()["outcome"] == "accepted"
     return Payment.objects.get()
-
-
-def paid_with(gateway, client, world, receiver, browser) -> Payment:
-    url = start(client, world.token(), gateway)
-    press(browser, url, "Pay")
-    if gateway == "sslcommerz":
-        forward(client, ipn(receiver))
-    else:
-        returned(client, receiver, f"/pay/{gateway}/callback")
-    return Payment.objects.get(status="completed")
 
 
 def test_held_payment_is_listed_for_staff(api, world, wallet_payment):

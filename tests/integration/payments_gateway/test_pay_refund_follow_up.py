@@ -27,23 +27,11 @@ from ispbill.worker.models import JobRun
 from ispbill.worker.scheduler import Every
 
 from ..billing.billing_support import bill, invoices_of
-from .conftest import forward
-from .pay_support import ipn, press, returned, start
+from .pay_support import paid_with
 
 pytestmark = pytest.mark.django_db
 
 FIVE_MINUTES = timedelta(minutes=5)
-
-
-def paid_with(gateway, client, world, receiver, browser) -> Payment:
-    """World's subscriber pays November's 1000.00 through ``gateway``."""
-    url = start(client, world.token(), gateway)
-    press(browser, url, "Pay")
-    if gateway == "sslcommerz":
-        forward(client, ipn(receiver))
-    else:
-        returned(client, receiver, f"/pay/{gateway}/callback")
-    return Payment.objects.get(gateway=gateway)
 
 
 def refund(payment: Payment, amount: str, now, **kwargs) -> Refund:
