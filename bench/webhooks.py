@@ -33,7 +33,8 @@ simulator over HTTP; bKash SNS certificate + RSA signature), settled (attempt lo
 payment unique on gateway + transaction id, ledger credit and allocation, receipt queued),
 outcome recorded. **Latency is from the POST to its 200 answer; the server answers only
 after the settlement transaction (and the outcome row) committed, so it is the latency
-to "payment committed".** Throughput is accepted webhooks (HTTP 200, outcome
+to "payment committed".** Each server process settles the webhooks that arrive together
+in one transaction (``--batch``, ISPBILL_WEBHOOK_BATCH; ``--batch 1`` for one each). Throughput is accepted webhooks (HTTP 200, outcome
 ``accepted``) per second of wall time of the measured phase.
 
 Target (issue 4) on PostgreSQL, 2 cores: >= 300 webhooks/s sustained, p99 <= 250 ms.
@@ -85,6 +86,8 @@ def _parse_args() -> argparse.Namespace:
     p.add_argument("--sqlite", action="store_true", help="use an embedded SQLite database instead")
     p.add_argument("--workers", default=os.environ.get("ISPBILL_WEB_WORKERS", "2"), help="gunicorn processes")
     p.add_argument("--threads", default=os.environ.get("ISPBILL_WEB_THREADS", "8"), help="threads per process")
+    p.add_argument("--batch", default=os.environ.get("ISPBILL_WEBHOOK_BATCH", "32"),
+                   help="ISPBILL_WEBHOOK_BATCH for the server: webhooks settled per transaction at most (1: one each)")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="afterwards, profile N more webhooks in this process (cProfile) and print where time goes")
     p.add_argument("--keep", action="store_true", help="keep the throwaway database and data directory")
@@ -310,6 +313,7 @@ def _paid_bkash(sims, attempts) -> list[Webhook]:
 
 def _start_server(port: int, args, log_path: Path) -> subprocess.Popen:
     env = dict(os.environ, ISPBILL_WEB_WORKERS=str(args.workers), ISPBILL_WEB_THREADS=str(args.threads),
+               ISPBILL_WEBHOOK_BATCH=str(args.batch),
                ISPBILL_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
     env.pop("DJANGO_SETTINGS_MODULE", None)
     with open(log_path, "wb") as log:
@@ -553,7 +557,7 @@ def main() -> int:
     total = args.warmup + args.webhooks + args.profile
     n_bkash = round(total * args.bkash_share)
     print(f"webhook benchmark: {args.webhooks} measured (+{args.warmup} warm-up) webhooks, {args.concurrency} concurrent;"
-          f" {connection.vendor}; server: gunicorn {args.workers} processes x {args.threads} threads;"
+          f" {connection.vendor}; server: gunicorn {args.workers} processes x {args.threads} threads, batches of at most {args.batch};"
           f" {os.cpu_count()} CPUs (shared by everything)")
     print(f"  database: {where}")
     t0 = time.perf_counter()
