@@ -12,6 +12,11 @@ Serve it with :func:`ispbill.sim.http.serve_in_thread`; point ``BKASH_BASE_URL``
   success|cancel|failure``. ``execute`` completes an approved payment (trxID: 10 uppercase
   letters/digits); a second execute answers 2062. ``payment/status``,
   ``general/searchTransaction`` and ``payment/refund`` (refund and refund status).
+* Refunds complete at once. With ``refunds_complete = False`` a refund is accepted as
+  transactionStatus "Initiated" (with its refundTrxID) until :meth:`finish_refund`
+  completes it or ends it "Failed"/"Cancelled" (the money stays with the merchant and
+  may be refunded again); the refund status call reports the payment's latest refund as
+  it stands. These refund states are the simulator's choice: the notes give none.
 * SNS: an RSA key and a self-signed certificate served at
   ``/sns/SimpleNotificationService-<id>.pem``; :meth:`sns_notification` and
   :meth:`sns_subscription_confirmation` build signed messages, :meth:`fire_sns` POSTs one
@@ -54,6 +59,7 @@ API_PREFIX = "/v1.2.0-beta"
 _P = r"(?:/v1\.2\.0-beta)?/tokenized/checkout/"
 _UPPER_ALNUM = string.ascii_uppercase + string.digits
 _AMOUNT = re.compile(r"^[0-9]{1,9}(\.[0-9]{1,2})?$")
+_REFUND_UNDONE = ("Failed", "Cancelled")  # refund states in which the money did not go back
 DEFAULT_TOPIC_ARN = "arn:aws:sns:ap-southeast-1:123456789012:bkash-merchant-payments"
 _SNS_FIELDS = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
@@ -119,6 +125,7 @@ class BkashSimulator(SimApp):
         self.payments: dict[str, dict] = {}
         self.confirmed_subscriptions: list[str] = []
         self.next_execute_error: tuple[str, str] | None = None  # e.g. ("2023", "Insufficient Balance")
+        self.refunds_complete = True
         self.notify_url: str | None = None  # where completed payments are notified by SNS
         self.sns_deliveries: list[tuple[str, int | str]] = []  # (paymentID, HTTP status or error name)
         self._sns_key = sns_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -308,17 +315,37 @@ class BkashSimulator(SimApp):
                     return _error("2002", "No refund for this payment")
                 return _ok(**payment["refunds"][-1])
             amount = _amount(body.get("amount"))
-            refunded = sum((Decimal(r["amount"]) for r in payment["refunds"]), Decimal(0))
+            refunded = sum(
+                (Decimal(r["amount"]) for r in payment["refunds"] if r["transactionStatus"] not in _REFUND_UNDONE),
+                Decimal(0),
+            )
             if amount is None or amount + refunded > Decimal(payment["amount"]):
                 return _error("2006", "Invalid Amount")
             if not str(body.get("sku") or "") or not str(body.get("reason") or ""):
                 return _error("2065", "Mandatory field missing: sku/reason")
+            done = self.refunds_complete
             record = {
-                "originalTrxID": payment["trxID"], "refundTrxID": self._new_trx_id(), "transactionStatus": "Completed",
-                "amount": f"{amount:.2f}", "currency": "BDT", "charge": "0.00", "completedTime": bkash_time(),
+                "originalTrxID": payment["trxID"], "refundTrxID": self._new_trx_id(),
+                "transactionStatus": "Completed" if done else "Initiated", "amount": f"{amount:.2f}", "currency": "BDT",
+                "charge": "0.00", "completedTime": bkash_time() if done else "",
             }
             payment["refunds"].append(record)
-        return _ok(**record)
+            return _ok(**record)
+
+    def finish_refund(self, refund_trx_id: str, status: str = "Completed") -> None:
+        """Settle an ``Initiated`` refund: "Completed", or "Failed"/"Cancelled" (the money
+        stays with the merchant, and may be refunded again)."""
+        if status not in ("Completed", *_REFUND_UNDONE):
+            raise ValueError("a refund finishes as 'Completed', 'Failed' or 'Cancelled'")
+        with self._state:
+            refund = next((r for p in self.payments.values() for r in p["refunds"] if r["refundTrxID"] == refund_trx_id), None)
+            if refund is None:
+                raise KeyError(refund_trx_id)
+            if refund["transactionStatus"] != "Initiated":
+                raise ValueError(f"refund {refund_trx_id} is already {refund['transactionStatus']}")
+            refund["transactionStatus"] = status
+            if status == "Completed":
+                refund["completedTime"] = bkash_time()
 
     # -- the hosted page ---------------------------------------------------------------------
 

@@ -297,6 +297,48 @@ def test_refund_part_then_refuse_more_than_paid(gateway, sim, receiver, orders, 
         gateway.refund(confirmation.transaction_id, Decimal("300.01"), "too much", gateway_reference=started.gateway_reference)
 
 
+def test_refund_accepted_pending_then_completed(gateway, sim, receiver, orders, browser):
+    _, started, params = paid(gateway, sim, receiver, orders, browser)
+    trx_id = gateway.confirm_callback(params, orders.get).transaction_id
+    payment_id = started.gateway_reference
+    sim.refunds_complete = False
+
+    refund = gateway.refund(trx_id, Decimal("200.00"), "plan downgrade", gateway_reference=payment_id)
+
+    assert refund["status"] == "pending" and re.fullmatch(r"[A-Z0-9]{10}", refund["refund_id"])
+    assert refund["amount"] == Decimal("200.00") and refund["raw"]["transactionStatus"] == "Initiated"
+    waiting = gateway.refund_status(trx_id, gateway_reference=payment_id)
+    assert (waiting["status"], waiting["refund_id"], waiting["amount"]) == ("pending", refund["refund_id"], Decimal("200.00"))
+
+    sim.finish_refund(refund["refund_id"], "Completed")
+    done = gateway.refund_status(trx_id, gateway_reference=payment_id)
+
+    assert (done["status"], done["refund_id"], done["amount"]) == ("completed", refund["refund_id"], Decimal("200.00"))
+    assert done["raw"]["transactionStatus"] == "Completed" and done["raw"]["completedTime"]
+    with pytest.raises(GatewayRejected):  # the 200.00 went back: only 300.00 is left
+        gateway.refund(trx_id, Decimal("300.01"), "too much", gateway_reference=payment_id)
+
+
+@pytest.mark.parametrize("ending", ["Failed", "Cancelled"])
+def test_refund_accepted_pending_then_failed(gateway, sim, receiver, orders, browser, ending):
+    _, started, params = paid(gateway, sim, receiver, orders, browser)
+    trx_id = gateway.confirm_callback(params, orders.get).transaction_id
+    payment_id = started.gateway_reference
+    sim.refunds_complete = False
+    refund = gateway.refund(trx_id, Decimal("500.00"), "charged twice", gateway_reference=payment_id)
+    assert refund["status"] == "pending"
+
+    sim.finish_refund(refund["refund_id"], ending)
+    failed = gateway.refund_status(trx_id, gateway_reference=payment_id)
+
+    assert (failed["status"], failed["refund_id"], failed["amount"]) == ("failed", refund["refund_id"], Decimal("500.00"))
+    assert failed["raw"]["transactionStatus"] == ending
+    # The money stayed with the merchant: all of it can be refunded again.
+    sim.refunds_complete = True
+    again = gateway.refund(trx_id, Decimal("500.00"), "charged twice", gateway_reference=payment_id)
+    assert again["status"] == "completed" and again["refund_id"] != refund["refund_id"]
+
+
 # -- the SNS webhook -------------------------------------------------------------------------
 
 def completed_payment(gateway, sim, receiver, orders, browser, amount="500.00"):

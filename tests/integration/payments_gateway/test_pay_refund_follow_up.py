@@ -18,7 +18,7 @@ from ispbill.network.choices import Reason
 from ispbill.network.models import EnforcementAction
 from ispbill.network.services import suspend_subscriber
 from ispbill.notifications.models import Message
-from ispbill.payments import gateway_services, refund_services
+from ispbill.payments import refund_services
 from ispbill.payments.models import Payment, Refund
 from ispbill.payments.services import audit_target, record_payment, refund_payment, reject_payment
 from ispbill.subscribers.models import Subscriber
@@ -334,36 +334,106 @@ def test_check_refund_refuses_settled_and_unknown_refunds(client, world, sslcomm
 
 # -- bKash: asked by the payment, about its latest refund ------------------------------------
 
-class AcceptsLater:
-    """The bKash adapter, except that its refund answers say "accepted, completing"."""
-
-    def __init__(self, adapter):
-        self.adapter = adapter
-
-    def refund(self, *args, **kwargs):
-        return {**self.adapter.refund(*args, **kwargs), "status": "pending"}
+@pytest.fixture
+def bkash_later(bkash):
+    """bKash accepts refunds as "Initiated" and keeps them so until the test settles them."""
+    bkash.refunds_complete = False
+    return bkash
 
 
-def test_a_pending_bkash_refund_is_completed_when_bkash_reports_it(client, world, bkash, receiver, browser, fixed_clock):
+def test_a_bkash_refund_accepted_as_pending_is_completed_later(
+    client, world, bkash_later, receiver, browser, fixed_clock,
+):
     payment = paid_with("bkash", client, world, receiver, browser)
-    adapter = AcceptsLater(gateway_services.gateway_for("bkash"))
-    pending = refund(payment, "250.00", fixed_clock.now(), gateway=adapter)
-    assert pending.status == "pending" and pending.gateway_refund_id
-    fixed_clock.advance(FIVE_MINUTES)
+    created = fixed_clock.now()
+    pending = refund(payment, "250.00", created)
 
+    (theirs,) = bkash_later.payment(payment.gateway_reference)["refunds"]
+    assert (pending.status, pending.gateway_refund_id, pending.amount_paisa) == ("pending", theirs["refundTrxID"], 25_000)
+    assert (pending.next_check_at, pending.completed_at) == (created + FIVE_MINUTES, None)
+    assert pending.gateway_response["transactionStatus"] == "Initiated"
+    payment.refresh_from_db()
+    assert (payment.status, payment.refunded_paisa) == ("partially_refunded", 25_000)
+    assert dues(world.sub) == [(25_000, "partially_paid")] and ledger.balance(world.sub.pk) == 25_000
+
+    fixed_clock.advance(FIVE_MINUTES)
+    assert run_follow_up(fixed_clock.now()) == "1 followed up: 1 still pending"
+    pending.refresh_from_db()
+    assert (pending.status, pending.checks) == ("pending", 1)
+    assert "transactionStatus=Initiated" in pending.last_error
+
+    bkash_later.finish_refund(pending.gateway_refund_id, "Completed")
+    fixed_clock.set(pending.next_check_at)
     assert run_follow_up(fixed_clock.now()) == "1 followed up: 1 completed"
 
     done = Refund.objects.get()
-    assert done.status == "completed"
+    assert (done.status, done.completed_at, done.checks, done.next_check_at, done.last_error) == (
+        "completed", fixed_clock.now(), 2, None, "",
+    )
     assert done.gateway_response["follow_up"]["refundTrxID"] == pending.gateway_refund_id
-    assert ledger.balance(world.sub.pk) == 25_000 and ledger.ledger_discrepancies() == []
+    assert done.gateway_response["follow_up"]["transactionStatus"] == "Completed"
+    payment.refresh_from_db()
+    assert (payment.status, payment.refunded_paisa) == ("partially_refunded", 25_000)
+    assert dues(world.sub) == [(25_000, "partially_paid")]
+    assert ledger.balance(world.sub.pk) == 25_000 and refund_entries(payment) == 25_000
+    assert ledger.ledger_discrepancies() == []
+    (event,) = AuditEvent.objects.filter(action="refund.complete")
+    assert event.actor_kind == "gateway" and event.after["gateway_refund_id"] == pending.gateway_refund_id
 
 
-def test_bkash_reporting_another_refund_leaves_this_one_pending(client, world, bkash, receiver, browser, fixed_clock):
+@pytest.mark.parametrize("ending", ["Cancelled", "Failed"])
+def test_a_bkash_refund_cancelled_later_gives_the_credit_back(
+    client, world, bkash_later, receiver, browser, fixed_clock, ending,
+):
+    sub = world.sub
     payment = paid_with("bkash", client, world, receiver, browser)
-    adapter = AcceptsLater(gateway_services.gateway_for("bkash"))
-    older = refund(payment, "250.00", fixed_clock.now(), gateway=adapter)
-    newer = refund(payment, "100.00", fixed_clock.now(), gateway=adapter)
+    now = fixed_clock.now()
+    pending = refund(payment, "600.30", now)
+    assert pending.status == "pending" and dues(sub) == [(60_030, "partially_paid")]
+    bill(date(2026, 11, 25))  # December's 1000.00
+    record_payment(subscriber_id=sub.pk, amount=Decimal("100.00"), method="cash", received_at=now)
+    assert dues(sub) == [(50_030, "partially_paid"), (100_000, "open")]
+    assert ledger.balance(sub.pk) == 150_030
+    receipts = Message.objects.filter(kind="receipt").count()
+
+    bkash_later.finish_refund(pending.gateway_refund_id, ending)
+    fixed_clock.advance(FIVE_MINUTES)
+    assert run_follow_up(fixed_clock.now()) == "1 followed up: 1 failed"
+
+    failed = Refund.objects.get()
+    assert (failed.status, failed.completed_at, failed.next_check_at, failed.checks) == ("failed", None, None, 1)
+    assert failed.gateway_response["follow_up"]["transactionStatus"] == ending
+    payment.refresh_from_db()
+    assert (payment.status, payment.refunded_paisa) == ("completed", 0)
+    assert "bKash cancelled the refund of 600.30; credit given back" in payment.notes
+    # 600.30 back: November's remaining 500.30 first, then 100.00 of December.
+    assert dues(sub) == [(0, "paid"), (90_000, "partially_paid")]
+    assert ledger.balance(sub.pk) == 90_000 and ledger.unapplied_credit(sub.pk) == 0
+    assert refund_entries(payment) == 0
+    assert ledger.ledger_discrepancies() == []
+    assert Message.objects.filter(kind="receipt").count() == receipts
+    (event,) = AuditEvent.objects.filter(action="refund.fail")
+    assert event.before == {"status": "partially_refunded", "refunded_paisa": 60_030, "refund_status": "pending"}
+    assert event.after["status"] == "completed" and event.after["credited_back_paisa"] == 60_030
+
+    # bKash kept the money, so all of it can be refunded again, and the books follow.
+    bkash_later.refunds_complete = True
+    again = refund(payment, "1000.00", fixed_clock.now())
+    assert again.status == "completed"
+    payment.refresh_from_db()
+    assert (payment.status, payment.refunded_paisa) == ("refunded", 100_000)
+    assert ledger.balance(sub.pk) == 190_000 and ledger.ledger_discrepancies() == []
+
+
+def test_bkash_reporting_another_refund_leaves_this_one_pending(
+    client, world, bkash_later, receiver, browser, fixed_clock,
+):
+    payment = paid_with("bkash", client, world, receiver, browser)
+    older = refund(payment, "250.00", fixed_clock.now())
+    newer = refund(payment, "100.00", fixed_clock.now())
+    assert (older.status, newer.status) == ("pending", "pending")
+    bkash_later.finish_refund(older.gateway_refund_id, "Completed")
+    bkash_later.finish_refund(newer.gateway_refund_id, "Completed")
     fixed_clock.advance(FIVE_MINUTES)
 
     assert run_follow_up(fixed_clock.now()) == "2 followed up: 1 completed, 1 still pending"

@@ -223,7 +223,14 @@ class BkashGateway(Gateway):
 
     def refund(self, transaction_id: str, amount: Decimal, reason: str, *, gateway_reference: str | None = None) -> dict:
         """Refund ``amount`` of trxID ``transaction_id``; bKash also needs the paymentID
-        (``gateway_reference``)."""
+        (``gateway_reference``).
+
+        Only a statusCode other than "0000" is a refusal (GatewayRejected). An accepted
+        refund is ``completed`` when bKash says transactionStatus "Completed", otherwise
+        ``pending`` (bKash finishes it later; :meth:`refund_status` tells how), with
+        ``refund_id`` the refundTrxID if bKash gave one and ``amount`` the amount bKash
+        reported, or the amount asked when it reported none.
+        """
         if not gateway_reference:
             raise ValueError("bKash refunds need the paymentID as gateway_reference")
         check_amount(amount)
@@ -233,20 +240,33 @@ class BkashGateway(Gateway):
         }
         data = self._call("payment/refund", body, what="refund")
         code = _code(data)
-        if code != _OK or data.get("transactionStatus") != "Completed":
+        if code != _OK:
             raise GatewayRejected(f"bKash refused the refund: {code} {_message(data)}", code="gateway_refused", gateway_code=code)
-        log.info("bKash refund done: trxID=%s refundTrxID=%s", transaction_id, data.get("refundTrxID"))
-        return {"status": "completed", "refund_id": data.get("refundTrxID"), "amount": parse_amount(data.get("amount")), "raw": data}
+        refund_id = str(data.get("refundTrxID") or "") or None
+        state = str(data.get("transactionStatus") or "")
+        if state == "Completed":
+            log.info("bKash refund done: trxID=%s refundTrxID=%s", transaction_id, refund_id)
+            status = "completed"
+        else:
+            log.info("bKash accepted the refund of trxID=%s as %s: refundTrxID=%s", transaction_id,
+                     state or "(no transactionStatus)", refund_id)
+            status = "pending"
+        return {"status": status, "refund_id": refund_id, "amount": parse_amount(data.get("amount")) or amount, "raw": data}
 
     def refund_status(self, transaction_id: str, *, gateway_reference: str) -> dict:
-        """What became of refunds of a payment (after a refund call timed out)."""
+        """What bKash reports about the payment's refund (its latest one):
+        ``completed`` for transactionStatus "Completed"; ``failed`` (the money did not go
+        back) for "Failed", "Cancelled" or "Declined"; ``pending`` for any other. Our
+        protocol notes list no refund states, so the failed ones are assumed, not
+        documented. A statusCode other than "0000" raises GatewayRejected."""
         data = self._call("payment/refund", {"paymentID": gateway_reference, "trxID": transaction_id}, what="refund status")
         code = _code(data)
         if code != _OK:
             raise GatewayRejected(f"bKash refund status refused: {code} {_message(data)}", code="gateway_refused", gateway_code=code)
-        done = data.get("transactionStatus") == "Completed"
+        state = str(data.get("transactionStatus") or "")
+        status = "completed" if state == "Completed" else "failed" if state in ("Failed", "Cancelled", "Declined") else "pending"
         return {
-            "status": "completed" if done else "pending", "refund_id": data.get("refundTrxID"),
+            "status": status, "refund_id": str(data.get("refundTrxID") or "") or None,
             "amount": parse_amount(data.get("amount")), "raw": data,
         }
 
