@@ -232,6 +232,8 @@ def _gunicorn_argv(host: str, port: int) -> list[str]:
         sys.executable, "-m", "gunicorn", "ispbill.wsgi:application",
         "--bind", f"{host}:{port}", "--workers", workers, "--threads", threads,
         "--worker-class", "gthread", "--access-logfile", "-", "--graceful-timeout", "10",
+        # Payment-link tokens are in request paths: the logger redacts them.
+        "--logger-class", "ispbill.core.logs.GunicornLogger",
     ]
 
 

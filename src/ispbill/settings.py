@@ -180,9 +180,26 @@ CSRF_COOKIE_SECURE = PRODUCTION
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"ispbill": {"handlers": ["console"], "level": os.environ.get("ISPBILL_LOG_LEVEL", "INFO")}},
+    # Payment-link tokens (/pay/<token>) are replaced by "[token]" wherever a request path is logged.
+    "filters": {"redact_payment_links": {"()": "ispbill.core.logs.RedactPaymentLinks"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_payment_links"]},
+        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server", "level": "INFO"},
+    },
+    "loggers": {
+        "ispbill": {"handlers": ["console"], "level": os.environ.get("ISPBILL_LOG_LEVEL", "INFO")},
+        # Filters only: these keep Django's handlers, levels and propagation.
+        "django.request": {"filters": ["redact_payment_links"]},
+        "django.security.csrf": {"filters": ["redact_payment_links"]},
+        # Configuring a logger replaces its handlers, so runserver's is declared again as Django has it.
+        "django.server": {
+            "handlers": ["django.server"], "level": "INFO", "propagate": False, "filters": ["redact_payment_links"],
+        },
+    },
 }
 
 # Email (Django's standard settings, read from the environment). Without EMAIL_HOST,
