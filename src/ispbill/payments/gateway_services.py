@@ -352,6 +352,7 @@ def process_inbound(webhook: InboundWebhook, *, now: datetime, replay: bool = Fa
         expected = expected_for(webhook.gateway)
         if webhook.kind == WebhookKind.CALLBACK:
             params = _params(webhook)
+            _refuse_strangers(webhook.gateway, params)
             result = _confirmed(lambda: adapter.confirm_callback(params, expected))
         else:
             if webhook.gateway == "sslcommerz":
@@ -454,6 +455,19 @@ def _params(webhook: InboundWebhook) -> dict[str, str]:
     if webhook.method == "GET":
         return dict(parse_qsl(urlsplit(webhook.path).query, keep_blank_values=True))
     return dict(parse_qsl(webhook.body, keep_blank_values=True))
+
+
+def _refuse_strangers(gateway: str, params: Mapping[str, str]) -> None:
+    """A bKash return (no token, anyone can send one) naming a paymentID we never
+    created is refused before bKash is called: executing it would make our server call
+    bKash for whoever crafts such URLs, and nothing has moved at bKash until we execute.
+    (Nagad and SSLCommerz returns may report money that moved; those are asked about and
+    held for staff when the reference is unknown.)"""
+    if gateway != "bkash":
+        return
+    payment_id = str(params.get("paymentID") or "").strip()
+    if payment_id and not PaymentAttempt.objects.filter(gateway=gateway, gateway_reference=payment_id).exists():
+        raise GatewayRejected("bKash return for a paymentID we never created", code="unknown_payment")
 
 
 def _attempt_hint(gateway: str, params: Mapping[str, str]) -> PaymentAttempt | None:

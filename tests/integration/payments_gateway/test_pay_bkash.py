@@ -149,6 +149,19 @@ def test_forged_success_return_credits_nothing(client, world, bkash, receiver):
     assert_nothing_credited(world.sub)
 
 
+def test_a_return_for_a_payment_we_never_created_never_reaches_bkash(client, world, bkash):
+    before = len(bkash.requests)
+
+    response = client.get("/pay/bkash/callback", {"paymentID": "TR0011NOTOURS00000000001", "status": "success"})
+
+    assert response.status_code == 400 and NOT_COMPLETED in page_text(response)
+    assert len(bkash.requests) == before  # no token grant, no execute, no query
+    stored = InboundWebhook.objects.get()
+    assert (stored.outcome, stored.outcome_detail.split(":")[0]) == ("rejected", "unknown_payment")
+    assert not Payment.objects.exists()
+    assert_nothing_credited(world.sub)
+
+
 def test_execute_times_out_then_query_finds_the_payment(client, world, bkash, receiver, browser):
     gateway_services.set_adapter_options("bkash", sns_host_pattern=r"127\.0\.0\.1", sns_fetch=bkash.fetcher, timeout=0.4)
     url = start(client, world.token(), "bkash")
