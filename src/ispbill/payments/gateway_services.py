@@ -421,12 +421,20 @@ OUTCOME_FIELDS = ("outcome", "outcome_detail", "processed_at", "attempt", "payme
 
 def _record_outcome(webhook: InboundWebhook, processed: Processed, *, now: datetime, replay: bool) -> None:
     fields = _outcome_fields(webhook, processed, now=now, replay=replay)
+    rows = InboundWebhook.objects.filter(pk=webhook.pk)
     if replay:
         fields["replays"] = F("replays") + 1
+    else:
+        # A first outcome is written once: a settlement that committed after its request
+        # gave up waiting (and is recording an error here) keeps its own outcome.
+        rows = rows.filter(outcome=WebhookOutcome.RECEIVED)
     # One UPDATE, committed by itself (autocommit) when not inside a caller's transaction.
-    InboundWebhook.objects.filter(pk=webhook.pk).update(**fields)
+    written = rows.update(**fields)
     if replay:
         webhook.refresh_from_db()  # for the incremented replay count
+        return
+    if not written:
+        webhook.refresh_from_db()
         return
     # What was written, without reading the row back (one query less per webhook).
     set_outcome(webhook, fields)

@@ -231,6 +231,22 @@ def test_a_batch_that_fails_as_a_whole_is_settled_again_one_by_one(package, monk
     assert ledger.ledger_discrepancies() == []
 
 
+def test_an_error_recorded_after_the_batch_committed_does_not_overwrite_its_outcome(package):
+    (sub,) = owing(package, 1)
+    request = request_for(attempt_for(sub), txn="LATE")
+    (accepted,) = batching.settle_many([request])
+    late = InboundWebhook.objects.get(pk=request.webhook.pk)  # as the request thread still holds it
+    late.outcome = WebhookOutcome.RECEIVED
+
+    gateway_services._record_outcome(late, gateway_services.Processed(
+        WebhookOutcome.ERROR, "internal error: TimeoutError", "confirming", code="internal_error"),
+        now=request.now, replay=False)
+
+    stored = InboundWebhook.objects.get(pk=request.webhook.pk)
+    assert (stored.outcome, stored.payment_id) == (WebhookOutcome.ACCEPTED, accepted.payment.pk)
+    assert late.outcome == WebhookOutcome.ACCEPTED  # read back
+
+
 def test_one_webhook_that_fails_by_itself_gets_its_error(package, monkeypatch):
     (sub,) = owing(package, 1)
     request, future = request_for(attempt_for(sub), txn="ALONE"), Future()
