@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,6 +49,7 @@ from ispbill.core.money import to_paisa
 from ispbill.payments.choices import PaymentMethod, WebhookOutcome
 from ispbill.payments.gateways import Confirmation, Status
 from ispbill.payments.models import InboundWebhook, Payment, PaymentAttempt
+from ispbill.worker import outbox
 
 log = logging.getLogger("ispbill.payments")
 
@@ -222,6 +223,9 @@ class Batcher:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # Routers told about restores right after a batch commits, without holding up
+        # the next batch (a router that is down takes seconds to time out).
+        self._dispatcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ispbill-restore")
 
     def submit(self, request: SettleRequest):
         future: Future = Future()
@@ -275,8 +279,12 @@ class Batcher:
                         future.set_exception(exc)
         return more
 
+    def _settle(self, batch: list[tuple[SettleRequest, Future]]) -> None:
+        with outbox.immediate_dispatch_in(self._dispatcher):
+            self._settle_batch(batch)
+
     @staticmethod
-    def _settle(batch: list[tuple[SettleRequest, Future]]) -> None:
+    def _settle_batch(batch: list[tuple[SettleRequest, Future]]) -> None:
         _fresh_connection()
         requests = [request for request, _ in batch]
         try:

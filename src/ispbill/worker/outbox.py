@@ -33,11 +33,11 @@ import socket
 import threading
 import time
 import traceback
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, Iterator
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
@@ -455,9 +455,26 @@ def drain(
     return total
 
 
+_elsewhere = threading.local()
+
+
+@contextmanager
+def immediate_dispatch_in(executor: ThreadPoolExecutor) -> Iterator[None]:
+    """Inside: :func:`dispatch_after_commit` hands its attempt to ``executor`` instead
+    of making it in the committing thread (a thread settling many webhooks must not
+    wait for a slow router after each batch)."""
+    previous = getattr(_elsewhere, "executor", None)
+    _elsewhere.executor = executor
+    try:
+        yield
+    finally:
+        _elsewhere.executor = previous
+
+
 def dispatch_after_commit(ids: list[int], *, now_fn: Callable[[], datetime]) -> None:
     """Try the given items as soon as the current transaction commits (the worker's
     regular poll stays the fallback if this attempt fails)."""
+    executor = getattr(_elsewhere, "executor", None)
 
     def run():
         try:
@@ -465,4 +482,11 @@ def dispatch_after_commit(ids: list[int], *, now_fn: Callable[[], datetime]) -> 
         except Exception:  # the worker will pick the rows up
             log.exception("immediate dispatch failed; left for the worker")
 
-    transaction.on_commit(run)
+    def run_elsewhere():
+        close_old_connections()
+        try:
+            run()
+        finally:
+            close_old_connections()
+
+    transaction.on_commit(run if executor is None else (lambda: executor.submit(run_elsewhere)))

@@ -22,6 +22,7 @@ from ispbill.payments.choices import AttemptStatus, PaymentStatus, WebhookKind, 
 from ispbill.payments.gateways import Confirmation, GatewayRejected, Status
 from ispbill.payments.models import InboundWebhook, Payment, PaymentAttempt
 from ispbill.subscribers.models import Subscriber
+from ispbill.worker import outbox
 from ispbill.worker.models import OutboxItem
 
 from ..billing.billing_support import bill, make_package, make_subscriber
@@ -210,6 +211,24 @@ def test_a_payment_in_a_batch_restores_a_subscriber_suspended_for_not_paying(pac
     assert not EnforcementAction.objects.filter(subscriber=other).exists()
 
 
+def test_the_router_is_told_of_a_restore_from_another_thread_than_the_settling_one(
+    package, fixed_clock, monkeypatch, django_capture_on_commit_callbacks,
+):
+    (sub,) = owing(package, 1)
+    suspend_subscriber(subscriber_id=sub.pk, reason="overdue", now=fixed_clock.now())
+    sent_from: list[str] = []
+    monkeypatch.setattr(outbox, "dispatch", lambda **kwargs: sent_from.append(threading.current_thread().name))
+    batcher, future = batching.Batcher(max_batch=8), Future()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        batcher._settle([(request_for(attempt_for(sub), txn="NIGHT"), future)])
+    batcher._dispatcher.shutdown(wait=True)
+
+    assert future.result().outcome == "accepted"
+    assert len(sent_from) == 1 and sent_from[0].startswith("ispbill-restore")
+    assert EnforcementAction.objects.filter(subscriber=sub, action="restore").count() == 1
+
+
 def test_a_batch_that_fails_as_a_whole_is_settled_again_one_by_one(package, monkeypatch):
     subs = owing(package, 3)
     batch = [(request_for(attempt_for(s), txn=f"RETRY{s.pk}"), Future()) for s in subs]
@@ -223,7 +242,7 @@ def test_a_batch_that_fails_as_a_whole_is_settled_again_one_by_one(package, monk
         return real(credits)
 
     monkeypatch.setattr(batching.ledger, "post_payment_credits", fail_first)
-    batching.Batcher._settle(batch)
+    batching.Batcher(max_batch=8)._settle(batch)
 
     assert calls == [3, 1, 1, 1]
     assert [future.result().outcome for _, future in batch] == ["accepted"] * 3
@@ -253,7 +272,7 @@ def test_one_webhook_that_fails_by_itself_gets_its_error(package, monkeypatch):
     monkeypatch.setattr(batching.ledger, "post_payment_credits", lambda credits: (_ for _ in ()).throw(
         OperationalError("server closed the connection")))
 
-    batching.Batcher._settle([(request, future)])
+    batching.Batcher(max_batch=8)._settle([(request, future)])
 
     with pytest.raises(OperationalError):
         future.result()
