@@ -13,11 +13,14 @@ from ispbill.api.schemas import (
     PaymentRefundIn,
     PaymentRefundOut,
     PaymentRejectIn,
+    RefundCheckOut,
+    RefundOut,
 )
 from ispbill.core import clock
+from ispbill.core.errors import NotFound
 from ispbill.core.money import format_amount
-from ispbill.payments import selectors, services
-from ispbill.payments.models import Payment
+from ispbill.payments import refund_services, selectors, services
+from ispbill.payments.models import Payment, Refund
 
 router = Router(tags=["payments"])
 
@@ -109,3 +112,28 @@ def refund_payment(request, payment_id: int, payload: PaymentRefundIn):
                                      now=clock.now(), user=request.user)
     payment = get_object_or_404(selectors.payment_list(), pk=payment_id)
     return Status(201, {"refund": refund_out(refund), "payment": out(payment)})
+
+
+@router.get("/{payment_id}/refunds", response={200: list[RefundOut], 404: ErrorOut})
+@paginate(LimitOffsetPagination)
+def list_refunds(request, payment_id: int):
+    """The payment's refunds, newest first, with how the gateway's follow-up stands."""
+    if not Payment.objects.filter(pk=payment_id).exists():
+        raise NotFound("payment not found", code="payment_not_found")
+    return [refund_out(r) for r in Refund.objects.filter(payment_id=payment_id).order_by("-created_at", "-id")]
+
+
+@router.post(
+    "/{payment_id}/refunds/{refund_id}/check",
+    response={200: RefundCheckOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut},
+)
+def check_refund(request, payment_id: int, refund_id: int):
+    """Ask the gateway now about a pending refund instead of waiting for the
+    ``refund_follow_up`` job, and apply its answer; a refund no longer pending is 409."""
+    require_permission(request, "manage_billing")
+    if not Refund.objects.filter(pk=refund_id, payment_id=payment_id).exists():
+        raise NotFound("this payment has no such refund", code="refund_not_found")
+    refund, outcome = refund_services.check_refund(refund_id=refund_id, now=clock.now(), user=request.user,
+                                                   ip=request.META.get("REMOTE_ADDR") or None)
+    payment = get_object_or_404(selectors.payment_list(), pk=payment_id)
+    return {"outcome": outcome, "refund": refund_out(refund), "payment": out(payment)}

@@ -251,6 +251,16 @@ class PaymentRefundOut(Schema):
     payment: PaymentOut
 
 
+class RefundCheckOut(Schema):
+    outcome: Literal["completed", "failed", "still pending", "given up", "already settled"] = Field(
+        description="what the gateway said: completed; failed (cancelled: the payment got back what the refund took); "
+                    "still pending (asked again later); given up (pending for 14 days: no more automatic checks, "
+                    "see last_error); already settled (a concurrent check settled it first)",
+    )
+    refund: RefundOut
+    payment: PaymentOut
+
+
 class WebhookOut(Schema):
     id: int
     gateway: str
