@@ -5,7 +5,9 @@ subscriber's bill and pay it, so its token is as good as a password. Request pat
 logs in two places: gunicorn's access and error logs (:class:`GunicornLogger`, passed to
 gunicorn by ``ispbill web``) and Django's ``django.request``, ``django.security.csrf`` and
 ``django.server`` loggers (:class:`RedactPaymentLinks`, attached in ``settings.LOGGING``).
-Both replace the token with ``[token]``. The gateways' fixed return paths under
+Both replace the token with ``[token]``. :class:`RedactingFilter` is the shape every
+redacting log filter takes (the gateways' :class:`~ispbill.payments.gateways.base.RedactSecrets`
+too). The gateways' fixed return paths under
 ``/pay/`` (``/pay/bkash/callback``, ``/pay/nagad/callback``,
 ``/pay/sslcommerz/success|fail|cancel``) carry no token and stay as they are.
 
@@ -37,18 +39,28 @@ def redact_payment_links(text: str) -> str:
     return _PAYMENT_LINK_TOKEN.sub(REDACTED, text)
 
 
-class RedactPaymentLinks(logging.Filter):
-    """Replaces payment-link tokens in log records' messages; never drops a record."""
+class RedactingFilter(logging.Filter):
+    """Rewrites log records' messages through :meth:`redact`; never drops a record."""
+
+    def redact(self, text: str) -> str:
+        raise NotImplementedError
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             text = record.getMessage()
         except Exception:  # a broken record is not ours to fix
             return True
-        masked = redact_payment_links(text)
+        masked = self.redact(text)
         if masked != text:
             record.msg, record.args = masked, None
         return True
+
+
+class RedactPaymentLinks(RedactingFilter):
+    """Replaces payment-link tokens in log records' messages."""
+
+    def redact(self, text: str) -> str:
+        return redact_payment_links(text)
 
 
 class GunicornLogger(glogging.Logger):

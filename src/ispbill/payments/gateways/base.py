@@ -61,6 +61,7 @@ from typing import Any, ClassVar
 import httpx
 
 from ispbill.core.errors import DomainError
+from ispbill.core.logs import RedactingFilter
 
 CURRENCY = "BDT"
 _PAISA = Decimal("0.01")
@@ -421,18 +422,11 @@ _SECRET_PARAMS = re.compile(
 )
 
 
-class RedactSecrets(logging.Filter):
+class RedactSecrets(RedactingFilter):
     """Masks credential-looking query parameters in log records (httpx logs full URLs)."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            text = record.getMessage()
-        except Exception:  # a broken record is not ours to fix
-            return True
-        masked = _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}=[redacted]", text)
-        if masked != text:
-            record.msg, record.args = masked, None
-        return True
+    def redact(self, text: str) -> str:
+        return _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}=[redacted]", text)
 
 
 _redaction_lock = threading.Lock()
