@@ -194,17 +194,17 @@ def apply_unapplied_credit(*, subscriber_id: int, now: datetime) -> list[Applied
     if credit <= 0:
         return applied
     entries = []
-    for invoice in open_invoices(subscriber_id):
-        if credit <= 0:
+    invoices = open_invoices(subscriber_id)
+    shares, _ = allocate(credit, [invoice.amount_due_paisa for invoice in invoices])
+    for invoice, share in zip(invoices, shares):
+        if share <= 0:
             break
-        share = min(credit, invoice.amount_due_paisa)
         _apply_to_invoice(invoice, share)
         entries += [
             LedgerEntry(subscriber_id=subscriber_id, kind=EntryKind.CREDIT_APPLIED, amount_paisa=share, invoice_id=None, created_at=now),
             LedgerEntry(subscriber_id=subscriber_id, kind=EntryKind.CREDIT_APPLIED, amount_paisa=-share, invoice_id=invoice.pk, created_at=now),
         ]
         applied.append(Applied(invoice.pk, share))
-        credit -= share
     LedgerEntry.objects.bulk_create(entries)
     return applied
 
