@@ -117,19 +117,24 @@ def queue_messages(
         return one_by_one()
 
 
+#: The channels a receipt goes out on (email only where the subscriber has an address).
+RECEIPT_CHANNELS = (Channel.SMS, Channel.EMAIL)
+
+
+def receipt_key(payment_id: int, channel: str) -> str:
+    """The dedupe key of a payment's receipt on ``channel``: one receipt per payment and channel."""
+    return f"receipt:{payment_id}:{channel}"
+
+
 def queue_receipts(paid: list[tuple[Subscriber, Payment]], *, now: datetime) -> list[Message]:
-    """Receipts (SMS, and email where there is an address) for payments just recorded in
-    this transaction, all in two statements, keyed ``receipt:<payment>:<channel>`` as
-    :func:`queue_messages` keys them. The payments are new, so their keys are unused: a
-    key already taken fails the insert (and the caller's transaction)."""
-    if not connection.features.can_return_rows_from_bulk_insert:
-        return [m for sub, payment in paid for m in queue_messages(
-            subscriber=sub, kind=MessageKind.RECEIPT, channels=(Channel.SMS, Channel.EMAIL), now=now, payment=payment,
-            dedupe_keys=(f"receipt:{payment.pk}:sms", f"receipt:{payment.pk}:email"))]
+    """Receipts for payments just recorded in this transaction, all in two statements,
+    keyed by :func:`receipt_key`. The payments are new, so their keys are unused: a key
+    already taken fails the insert (and the caller's transaction). Needs a database
+    that returns ids from a bulk insert (the caller checks)."""
     return _insert_queued([
-        _Wanted(sub, MessageKind.RECEIPT, channel, f"receipt:{payment.pk}:{channel}", payment, Trigger.AUTO)
+        _Wanted(sub, MessageKind.RECEIPT, channel, receipt_key(payment.pk, channel), payment, Trigger.AUTO)
         for sub, payment in paid
-        for channel in (Channel.SMS, Channel.EMAIL) if channel == Channel.SMS or sub.email
+        for channel in RECEIPT_CHANNELS if channel == Channel.SMS or sub.email
     ], now=now)
 
 

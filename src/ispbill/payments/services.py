@@ -117,14 +117,14 @@ def _after_payment(payment: Payment, *, notify: bool, subscriber: Subscriber | N
     """Receipts and restore. ``subscriber``: the payment's subscriber as locked by the
     caller in this transaction (loaded here otherwise)."""
     from ispbill.network.services import restore_if_settled
-    from ispbill.notifications.services import queue_messages
+    from ispbill.notifications.services import RECEIPT_CHANNELS, queue_messages, receipt_key
 
     now = clock.now()
     sub = subscriber if subscriber is not None else payment.subscriber
     if notify:
         queue_messages(
-            subscriber=sub, kind="receipt", channels=("sms", "email"), now=now, payment=payment,
-            dedupe_keys=(f"receipt:{payment.pk}:sms", f"receipt:{payment.pk}:email"),
+            subscriber=sub, kind="receipt", channels=RECEIPT_CHANNELS, now=now, payment=payment,
+            dedupe_keys=tuple(receipt_key(payment.pk, channel) for channel in RECEIPT_CHANNELS),
         )
     restore_if_settled(subscriber_id=payment.subscriber_id, now=now, subscriber=sub)
 
