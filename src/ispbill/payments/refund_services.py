@@ -219,11 +219,7 @@ def _fail(refund_id: int, answer: dict, *, now: datetime, user=None, ip: str | N
             )
         payment.refunded_paisa = max(payment.refunded_paisa - amount, 0)
         if credited:
-            payment.status = (
-                PaymentStatus.COMPLETED if payment.refunded_paisa == 0
-                else PaymentStatus.REFUNDED if payment.refunded_paisa >= payment.amount_paisa
-                else PaymentStatus.PARTIALLY_REFUNDED
-            )
+            payment.status = services.credited_status(payment)
         else:
             payment.status = refund.payment_status_before or PaymentStatus.NEEDS_REVIEW
         label = _label(payment)

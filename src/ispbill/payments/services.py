@@ -269,7 +269,7 @@ def refund_payment(*, payment_id: int, amount: Decimal, reason: str, now: dateti
             )
         before = {"status": payment.status, "refunded_paisa": payment.refunded_paisa}
         payment.refunded_paisa += refunded
-        payment.status = PaymentStatus.REFUNDED if payment.refunded_paisa >= payment.amount_paisa else PaymentStatus.PARTIALLY_REFUNDED
+        payment.status = credited_status(payment)
         _note(payment, f"{now:%Y-%m-%d %H:%M} refunded {from_paisa(refunded):.2f}: {reason}" + (f" by {user}" if user else ""))
         payment.save(update_fields=["refunded_paisa", "status", "notes"])
         status = RefundStatus.COMPLETED if answer.get("status") == "completed" else RefundStatus.PENDING
@@ -286,6 +286,15 @@ def refund_payment(*, payment_id: int, amount: Decimal, reason: str, now: dateti
             before=old, after={**new, "refund_paisa": refunded, "refund_status": status}, summary=reason,
         )
         return refund
+
+
+def credited_status(payment: Payment) -> str:
+    """The status of a payment on the ledger, from how much of it was refunded."""
+    if payment.refunded_paisa <= 0:
+        return PaymentStatus.COMPLETED
+    if payment.refunded_paisa >= payment.amount_paisa:
+        return PaymentStatus.REFUNDED
+    return PaymentStatus.PARTIALLY_REFUNDED
 
 
 def _check_refundable(payment: Payment, paisa: int) -> None:
