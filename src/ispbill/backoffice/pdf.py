@@ -16,7 +16,8 @@ from fpdf import FPDF
 from fpdf.enums import TableBordersLayout, XPos, YPos
 from fpdf.fonts import FontFace
 
-from ispbill.billing.documents import Document, format_taka
+from ispbill.billing.documents import Document
+from ispbill.core.money import format_taka
 
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
 _FONTS = {

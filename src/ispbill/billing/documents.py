@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 
 from ispbill.billing.choices import EntryKind, InvoiceStatus
 from ispbill.billing.models import BillingSettings, CreditNote, Invoice, LedgerEntry
-from ispbill.core.money import from_paisa
+from ispbill.core.money import format_taka
 from ispbill.payments.choices import CREDITED_STATUSES, PaymentMethod
 from ispbill.payments.models import Payment
 
@@ -257,8 +257,3 @@ def credit_note_document(credit_note_id: int) -> Document | None:
     )
 
 
-def format_taka(paisa: int) -> str:
-    """Paisa as ``৳ 1,234.56`` (a minus sign for negative amounts), exactly."""
-    amount = from_paisa(int(paisa))
-    sign = "−" if amount < 0 else ""
-    return f"{sign}৳ {abs(amount):,.2f}"

@@ -67,6 +67,13 @@ def format_amount(paisa: int) -> str:
     return f"{from_paisa(paisa):.2f}"
 
 
+def format_taka(paisa: int) -> str:
+    """Paisa as shown to people: ``৳ 1,234.56`` (a minus sign for negative amounts), exactly."""
+    amount = from_paisa(int(paisa))
+    sign = "−" if amount < 0 else ""
+    return f"{sign}৳ {abs(amount):,.2f}"
+
+
 def parse_amount(value: object, *, allow_negative: bool = False, allow_zero: bool = False) -> Decimal:
     """Parse user input into a two-place ``Decimal``.
 

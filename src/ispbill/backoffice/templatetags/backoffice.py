@@ -8,7 +8,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, pgettext_lazy
 
 from ispbill.billing.choices import InvoiceStatus
-from ispbill.core.money import from_paisa
+from ispbill.core.money import format_taka
 from ispbill.network.choices import ActionStatus, Reason
 from ispbill.notifications.choices import MessageStatus
 from ispbill.payments.choices import PaymentStatus, RefundStatus
@@ -33,9 +33,7 @@ def taka(paisa) -> str:
     """Integer paisa as taka with two decimals and thousands separators: ``৳ 1,234.56``."""
     if paisa is None or paisa == "":
         return ""
-    amount = from_paisa(int(paisa))
-    sign = "−" if amount < 0 else ""
-    return f"{sign}৳ {abs(amount):,.2f}"
+    return format_taka(int(paisa))
 
 
 _ROLE_NAMES = {

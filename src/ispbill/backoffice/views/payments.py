@@ -34,7 +34,7 @@ from ispbill.backoffice.views.common import SeeOther, date_param, form_errors, i
 from ispbill.billing.models import LedgerEntry
 from ispbill.core import clock
 from ispbill.core.errors import DomainError
-from ispbill.core.money import MoneyError, from_paisa, parse_amount
+from ispbill.core.money import MoneyError, format_taka, from_paisa, parse_amount
 from ispbill.core.timeutil import on_local_days
 from ispbill.payments import gateway_services, refund_services
 from ispbill.payments import services as payments
@@ -430,7 +430,7 @@ def refund(request, pk: int):
     except DomainError as exc:
         _refused(request, exc)
         return _back(pk)
-    amount = f"৳ {from_paisa(done.amount_paisa):,.2f}"
+    amount = format_taka(done.amount_paisa)
     if done.status == "completed":
         messages.success(request, _("%(amount)s refunded through the gateway.") % {"amount": amount})
     else:
@@ -451,7 +451,7 @@ def refund_check(request, pk: int, refund_pk: int):
     except DomainError as exc:
         messages.error(request, exc.message)
         return _back(pk)
-    amount = f"৳ {from_paisa(refund.amount_paisa):,.2f}"
+    amount = format_taka(refund.amount_paisa)
     if refund.status == RefundStatus.COMPLETED:
         messages.success(request, _("The gateway has completed the refund of %(amount)s.") % {"amount": amount})
     elif refund.status == RefundStatus.FAILED:
