@@ -55,6 +55,8 @@ log = logging.getLogger("ispbill.payments")
 
 #: How long a request waits for its batch before answering 5xx (the gateway retries).
 WAIT_SECONDS = 60.0
+#: Put in a :class:`Batcher`'s queue to end its thread.
+_STOP = object()
 
 
 @dataclass(frozen=True)
@@ -316,9 +318,6 @@ def _fresh_connection() -> None:
 
 
 _batcher: Batcher | None = None
-
-
-_STOP = object()
 
 
 def enable(max_batch: int) -> None:
