@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from ninja import Router, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
+from ispbill.api.pagination import Pagination, Rows
 from ispbill.api.schemas import CreditNoteIn, CreditNoteOut, ErrorOut, InvoiceOut, MessageOut as MessageOutRef, RemindIn, VoidIn
 from ispbill.billing import selectors, services
 from ispbill.billing.models import CreditNote, Invoice
@@ -37,9 +38,9 @@ def note_out(note: CreditNote) -> dict:
 
 
 @router.get("", response=list[InvoiceOut])
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def list_invoices(request, subscriber: int | None = None, status: str = ""):
-    return [out(i) for i in selectors.invoice_list(subscriber_id=subscriber, status=status)]
+    return Rows(selectors.invoice_list(subscriber_id=subscriber, status=status), out)
 
 
 @router.get("/{invoice_id}", response={200: InvoiceOut, 404: ErrorOut})
@@ -54,9 +55,9 @@ def void_invoice(request, invoice_id: int, payload: VoidIn):
 
 
 @credit_notes.get("", response=list[CreditNoteOut])
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def list_credit_notes(request, subscriber: int | None = None):
-    return [note_out(n) for n in selectors.credit_note_list(subscriber_id=subscriber)]
+    return Rows(selectors.credit_note_list(subscriber_id=subscriber), note_out)
 
 
 @credit_notes.post("", response={201: CreditNoteOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})

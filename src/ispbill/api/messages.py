@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from ninja import Router
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
+from ispbill.api.pagination import Pagination, Rows
 from ispbill.api.permissions import require_permission
 from ispbill.api.schemas import ErrorOut, MessageOut, TemplateIn, TemplateOut
 from ispbill.core import clock
@@ -24,9 +25,9 @@ def out(m: Message) -> dict:
 
 
 @router.get("", response=list[MessageOut])
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def list_messages(request, subscriber: int | None = None, kind: str = "", status: str = "", channel: str = ""):
-    return [out(m) for m in selectors.message_list(subscriber_id=subscriber, kind=kind, status=status, channel=channel)]
+    return Rows(selectors.message_list(subscriber_id=subscriber, kind=kind, status=status, channel=channel), out)
 
 
 @router.get("/{message_id}", response={200: MessageOut, 404: ErrorOut})

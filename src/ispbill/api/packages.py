@@ -3,8 +3,9 @@ from __future__ import annotations
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from ninja import Router, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
+from ispbill.api.pagination import Pagination, Rows
 from ispbill.api.schemas import ErrorOut, PackageIn, PackageOut, PackagePatch
 from ispbill.audit import services as audit
 from ispbill.core import clock
@@ -23,12 +24,12 @@ def out(p: Package) -> dict:
 
 
 @router.get("", response=list[PackageOut])
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def list_packages(request, active: bool | None = None):
     qs = Package.objects.all()
     if active is not None:
         qs = qs.filter(is_active=active)
-    return [out(p) for p in qs]
+    return Rows(qs, out)
 
 
 def _audited(p: Package) -> dict:

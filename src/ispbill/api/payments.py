@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from ninja import Header, Router, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
+from ispbill.api.pagination import Pagination, Rows
 from ispbill.api.permissions import require_permission
 from ispbill.api.schemas import (
     ErrorOut,
@@ -53,9 +54,9 @@ def refund_out(r) -> dict:
 
 
 @router.get("", response=list[PaymentOut])
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def list_payments(request, subscriber: int | None = None, status: str = ""):
-    return [out(p) for p in selectors.payment_list(subscriber_id=subscriber, status=status)]
+    return Rows(selectors.payment_list(subscriber_id=subscriber, status=status), out)
 
 
 @router.post("", response={201: PaymentOut, 200: PaymentOut, 404: ErrorOut, 409: ErrorOut, 422: ErrorOut})
@@ -115,12 +116,12 @@ def refund_payment(request, payment_id: int, payload: PaymentRefundIn):
 
 
 @router.get("/{payment_id}/refunds", response={200: list[RefundOut], 404: ErrorOut})
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def list_refunds(request, payment_id: int):
     """The payment's refunds, newest first, with how the gateway's follow-up stands."""
     if not Payment.objects.filter(pk=payment_id).exists():
         raise NotFound("payment not found", code="payment_not_found")
-    return [refund_out(r) for r in Refund.objects.filter(payment_id=payment_id).order_by("-created_at", "-id")]
+    return Rows(Refund.objects.filter(payment_id=payment_id).order_by("-created_at", "-id"), refund_out)
 
 
 @router.post(

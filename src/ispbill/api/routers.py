@@ -8,8 +8,9 @@ from __future__ import annotations
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from ninja import Router, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
+from ispbill.api.pagination import Pagination, Rows
 from ispbill.api.schemas import ErrorOut, ReconcileOut, RouterIn, RouterOut, RouterPatch, RouterTestOut
 from ispbill.core import clock
 from ispbill.core.errors import Conflict, NotFound
@@ -54,12 +55,12 @@ def _get(router_id: int) -> RouterModel:
 
 
 @router.get("", response=list[RouterOut])
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def list_routers(request, active: bool | None = None):
     qs = _routers().order_by("name")
     if active is not None:
         qs = qs.filter(is_active=active)
-    return [out(r) for r in qs]
+    return Rows(qs, out)
 
 
 @router.post("", response={201: RouterOut, 409: ErrorOut, 422: ErrorOut})

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from ninja import Router, Status
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
+from ispbill.api.pagination import Pagination, Rows
 from ispbill.api.permissions import require_permission
 from ispbill.api.schemas import ChangePackageIn, ChangePackageOut, ErrorOut, SubscriberIn, SubscriberOut, SubscriberPatch
 from ispbill.billing import services as billing
@@ -33,9 +34,9 @@ def _get(subscriber_id: int) -> Subscriber:
 
 
 @router.get("", response=list[SubscriberOut])
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def list_subscribers(request, q: str = "", status: str = "", area: str = "", package: int | None = None):
-    return [out(s) for s in subscriber_list(q=q, status=status, area=area, package_id=package)]
+    return Rows(subscriber_list(q=q, status=status, area=area, package_id=package), out)
 
 
 @router.post("", response={201: SubscriberOut, 409: ErrorOut, 422: ErrorOut})

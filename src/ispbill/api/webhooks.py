@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ninja import Router
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.pagination import paginate
 
+from ispbill.api.pagination import Pagination, Rows
 from ispbill.api.permissions import require_permission
 from ispbill.api.schemas import ErrorOut, WebhookOut
 from ispbill.core import clock
@@ -24,13 +25,13 @@ def out(w: InboundWebhook) -> dict:
 
 
 @router.get("", response={200: list[WebhookOut], 403: ErrorOut})
-@paginate(LimitOffsetPagination)
+@paginate(Pagination)
 def list_webhooks(request, gateway: str = "", outcome: str = ""):
     """Newest first; filter by ``gateway`` (bkash, nagad, sslcommerz) and ``outcome``
     (received, accepted, duplicate, rejected, error). Needs the manage_billing permission
     (raw bodies carry customers' payment details)."""
     require_permission(request, "manage_billing")
-    return [out(w) for w in selectors.webhook_list(gateway=gateway, outcome=outcome)]
+    return Rows(selectors.webhook_list(gateway=gateway, outcome=outcome), out)
 
 
 @router.get("/{webhook_id}", response={200: WebhookOut, 403: ErrorOut, 404: ErrorOut})
