@@ -16,6 +16,7 @@ from ispbill.billing.proration import (
     LineKind,
     day_before,
     exact_share,
+    invoiced_price,
     package_change_lines,
     service_charge,
     tax_line,
@@ -97,10 +98,16 @@ def test_service_charge_plan_line_names_the_whole_period():
 # --- package_change_lines -----------------------------------------------------------
 
 
+def same_price_each_period(price, first: date, last: date, anchor: int) -> dict[date, Decimal]:
+    """``old_prices`` for a package charged ``price`` in every period of [first, last]."""
+    stretches = oracle.reference_stretches(first, last, anchor)
+    return {oracle.reference_period(start, anchor)[0]: price for start, _, _ in stretches}
+
+
 def _change(old, new, effective, through, anchor=1, rounding=PAISA):
     return package_change_lines(
         old_name="Home 10",
-        old_price=D(old),
+        old_prices=same_price_each_period(D(old), d(effective), d(through), anchor),
         new_name="Home 20",
         new_price=D(new),
         effective_on=d(effective),
@@ -170,6 +177,56 @@ def test_package_change_to_the_same_price_cancels_exactly():
     lines = _change("999.99", "999.99", "2026-12-16", "2027-01-31")
     assert len(lines) == 4
     assert sum(line.amount for line in lines) == 0
+
+
+def test_package_change_credits_each_period_at_its_own_old_price():
+    # November was invoiced at 1000.00, December at 1234.56 (the price was raised in
+    # between); from 18 Nov, 13 of November's 30 days and all of December are unused.
+    lines = package_change_lines(
+        old_name="Home 10",
+        old_prices={d("2026-11-01"): D("1000.00"), d("2026-12-01"): D("1234.56")},
+        new_name="Home 20",
+        new_price=D("1500.00"),
+        effective_on=d("2026-11-18"),
+        billed_through=d("2026-12-31"),
+        anchor_day=1,
+        rounding=PAISA,
+    )
+    assert [(line.kind, line.amount) for line in lines] == [
+        (LineKind.PRORATION_CREDIT, D("-433.33")),  # 1000.00 / 30 * 13
+        (LineKind.PRORATION_CHARGE, D("650.00")),
+        (LineKind.PRORATION_CREDIT, D("-1234.56")),
+        (LineKind.PRORATION_CHARGE, D("1500.00")),
+    ]
+
+
+def test_package_change_refuses_a_period_without_an_old_price():
+    with pytest.raises(ValueError, match="2026-12-01"):
+        package_change_lines(
+            old_name="Home 10", old_prices={d("2026-11-01"): D("1000.00")}, new_name="Home 20", new_price=D("1500.00"),
+            effective_on=d("2026-11-18"), billed_through=d("2026-12-31"), anchor_day=1, rounding=PAISA,
+        )
+
+
+@pytest.mark.parametrize(
+    ("amount", "charged", "expected_price", "credited", "expected_credit"),
+    [
+        # a whole period's line stands for its own amount
+        ("1000.00", ("2026-12-01", "2026-12-31"), Fraction(1000), ("2026-12-16", "2026-12-31"), "-516.13"),
+        # joined on 16 Dec: 516.13 for 16 of 31 days; crediting those 16 days gives it all back
+        ("516.13", ("2026-12-16", "2026-12-31"), Fraction(51613 * 31, 1600), ("2026-12-16", "2026-12-31"), "-516.13"),
+        ("516.13", ("2026-12-16", "2026-12-31"), Fraction(51613 * 31, 1600), ("2026-12-24", "2026-12-31"), "-258.07"),
+    ],
+)
+def test_invoiced_price(amount, charged, expected_price, credited, expected_credit):
+    december = Period(d("2026-12-01"), d("2026-12-31"))
+    price = invoiced_price(amount=D(amount), charged=Period(d(charged[0]), d(charged[1])), period=december)
+    assert price == expected_price
+    (credit, _) = package_change_lines(
+        old_name="Home 10", old_prices={december.start: price}, new_name="Home 20", new_price=D("0.00"),
+        effective_on=d(credited[0]), billed_through=d(credited[1]), anchor_day=1, rounding=PAISA,
+    )
+    assert credit.amount == D(expected_credit)
 
 
 # --- used_service_lines -------------------------------------------------------------
@@ -302,7 +359,7 @@ def test_package_change_lines_stay_within_half_a_unit_of_the_exact_amount(old, n
     anchor, _, through, effective = billed
     lines = package_change_lines(
         old_name="Old",
-        old_price=old,
+        old_prices=same_price_each_period(old, effective, through, anchor),
         new_name="New",
         new_price=new,
         effective_on=effective,
@@ -332,7 +389,7 @@ def test_same_price_change_nets_to_zero(price, billed, rounding):
     anchor, _, through, effective = billed
     lines = package_change_lines(
         old_name="A",
-        old_price=price,
+        old_prices=same_price_each_period(price, effective, through, anchor),
         new_name="B",
         new_price=price,
         effective_on=effective,

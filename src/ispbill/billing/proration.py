@@ -7,6 +7,7 @@ package price.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -32,7 +33,7 @@ class Line:
     amount: Decimal  # positive: the subscriber owes; negative: a credit
 
 
-def exact_share(price: Decimal, period: Period, first: date, last: date) -> Fraction:
+def exact_share(price: Decimal | Fraction, period: Period, first: date, last: date) -> Fraction:
     """The unrounded charge for [first, last] inside ``period``."""
     if not (period.start <= first <= last <= period.end):
         raise ValueError("the charged stretch must lie inside the period")
@@ -61,10 +62,21 @@ def service_charge(
     return Period(first, period.end), Line(LineKind.PRORATION_CHARGE, desc, amount)
 
 
+def invoiced_price(*, amount: Decimal, charged: Period, period: Period) -> Fraction:
+    """The price for ``period`` behind an invoice line that charged ``amount`` for the
+    days of ``charged``.
+
+    A line for the whole period stands for its own amount; a prorated one (a mid-period
+    join) for its amount per charged day times the period's days, so crediting every
+    day it charged gives back exactly ``amount``.
+    """
+    return Fraction(amount) * period.days / charged.days
+
+
 def package_change_lines(
     *,
     old_name: str,
-    old_price: Decimal,
+    old_prices: Mapping[date, Decimal | Fraction],
     new_name: str,
     new_price: Decimal,
     effective_on: date,
@@ -77,8 +89,11 @@ def package_change_lines(
 
     Covers every day from ``effective_on`` to ``billed_through`` (a prepaid subscriber
     may already hold next period's invoice), one credit and one charge line per period.
-    Stretches inside ``not_charged`` (periods whose invoice was voided) are skipped:
-    nothing was charged there, so nothing is credited or charged.
+    Each period's unused days are credited at ``old_prices[period start]``, the price
+    the subscriber was charged for the old package in that period (see
+    :func:`invoiced_price`); the new package is charged at ``new_price``. Stretches
+    inside ``not_charged`` (periods whose invoice was voided) are skipped: nothing was
+    charged there, so nothing is credited or charged.
     """
     lines: list[Line] = []
     if effective_on > billed_through:
@@ -87,9 +102,11 @@ def package_change_lines(
         if any(p.start <= stretch.start and stretch.end <= p.end for p in not_charged):
             continue
         period = period_containing(stretch.start, anchor_day)
+        if period.start not in old_prices:
+            raise ValueError(f"no old price for the period starting {period.start}")
         used = stretch.days
         span = f"{_span(stretch.start, stretch.end)} ({used} of {period.days} days)"
-        credit = round_amount(-exact_share(old_price, period, stretch.start, stretch.end), rounding)
+        credit = round_amount(-exact_share(old_prices[period.start], period, stretch.start, stretch.end), rounding)
         charge = round_amount(exact_share(new_price, period, stretch.start, stretch.end), rounding)
         lines.append(Line(LineKind.PRORATION_CREDIT, f"Unused {old_name}, {span}", credit))
         lines.append(Line(LineKind.PRORATION_CHARGE, f"{new_name}, {span}", charge))

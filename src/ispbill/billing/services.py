@@ -15,6 +15,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 from django.db import connection, transaction
 
@@ -31,9 +32,17 @@ from ispbill.billing.models import (
     NumberSequence,
     PackageChange,
 )
-from ispbill.billing.periods import BillingMode, Period
+from ispbill.billing.periods import BillingMode, Period, period_containing, periods_between
 from ispbill.billing.policy import BillingPolicy, PaymentTerms, due_on, latest_candidate_billed_through, next_invoice
-from ispbill.billing.proration import Line, LineKind, package_change_lines, service_charge, tax_line, used_service_lines
+from ispbill.billing.proration import (
+    Line,
+    LineKind,
+    invoiced_price,
+    package_change_lines,
+    service_charge,
+    tax_line,
+    used_service_lines,
+)
 from ispbill.core.db import bulk_insert, id_chunks, in_ids, overlapped, reserve_ids
 from ispbill.core.errors import DomainError, NotFound
 from ispbill.core.money import from_paisa, to_paisa
@@ -438,20 +447,73 @@ class PackageChangeOutcome:
     change: PackageChange | None = None
 
 
+def _charged_old_prices(
+    sub: Subscriber, *, effective_on: date, billed_through: date, anchor: int
+) -> tuple[dict[date, Decimal | Fraction], tuple[Period, ...]]:
+    """What ``sub`` was charged for its package in each period from ``effective_on`` to
+    ``billed_through`` (keyed by period start), and the periods whose recurring invoice
+    was voided (nothing was charged there).
+
+    A period's price is the one its recurring invoice's package line charged for the
+    credited days (:func:`~ispbill.billing.proration.invoiced_price`), so a later change
+    of the package's price does not change what is credited. That line is not the last
+    word on those days once a package change applied after the invoice re-priced them;
+    such periods, and periods with no single package line (invoices from before lines
+    were kept), are credited at the package's current price.
+    """
+    invoices = list(
+        Invoice.objects.filter(
+            subscriber_id=sub.pk, kind=InvoiceKind.RECURRING, period_end__gte=effective_on, period_start__lte=billed_through,
+        ).only("id", "period_start", "period_end", "status", "issued_at", "package_id")
+    )
+    voided = tuple(Period(inv.period_start, inv.period_end) for inv in invoices if inv.status == InvoiceStatus.VOID)
+    charged = [inv for inv in invoices if inv.status != InvoiceStatus.VOID]
+    package_lines: dict[int, list[int]] = defaultdict(list)
+    changes: list[tuple[date, datetime, int]] = []
+    if charged:
+        for invoice_id, amount_paisa in InvoiceLine.objects.filter(
+            invoice_id__in=[inv.pk for inv in charged], kind__in=(LineKind.PLAN, LineKind.PRORATION_CHARGE),
+        ).values_list("invoice_id", "amount_paisa"):
+            package_lines[invoice_id].append(amount_paisa)
+        changes = list(
+            PackageChange.objects.filter(
+                subscriber_id=sub.pk, applied_at__isnull=False, effective_on__lte=billed_through,
+                applied_at__gte=min(inv.issued_at for inv in charged),
+            ).values_list("effective_on", "applied_at", "new_package_id")
+        )
+
+    def repriced(inv: Invoice) -> bool:
+        # Changes applied at the instant the invoice was issued are told apart by package:
+        # an invoice issued just after a change bills the change's new package.
+        return any(
+            changed_on <= inv.period_end
+            and (applied_at > inv.issued_at or (applied_at == inv.issued_at and new_package_id != inv.package_id))
+            for changed_on, applied_at, new_package_id in changes
+        )
+
+    current_price = from_paisa(sub.package.price_paisa)
+    prices: dict[date, Decimal | Fraction] = {}
+    for stretch in periods_between(effective_on, billed_through, anchor):
+        period = period_containing(stretch.start, anchor)
+        invoice = next((inv for inv in charged if inv.period_start <= stretch.start and stretch.end <= inv.period_end), None)
+        if invoice is None or len(package_lines[invoice.pk]) != 1 or repriced(invoice):
+            prices[period.start] = current_price  # no invoice line says what these days cost
+            continue
+        prices[period.start] = invoiced_price(
+            amount=from_paisa(package_lines[invoice.pk][0]), charged=Period(invoice.period_start, invoice.period_end),
+            period=period,
+        )
+    return prices, voided
+
+
 def _package_change_plan(sub: Subscriber, new: Package, effective_on: date, policy: BillingPolicy):
     old = sub.package
     anchor = policy.anchor_day(activated_on=sub.activated_on, mode=BillingMode(sub.billing_mode) if sub.billing_mode else None)
     billed_through = sub.billed_through
     if billed_through is not None and effective_on <= billed_through:
-        voided = tuple(
-            Period(start, end)
-            for start, end in Invoice.objects.filter(
-                subscriber_id=sub.pk, kind=InvoiceKind.RECURRING, status=InvoiceStatus.VOID,
-                period_end__gte=effective_on, period_start__lte=billed_through,
-            ).values_list("period_start", "period_end")
-        )
+        old_prices, voided = _charged_old_prices(sub, effective_on=effective_on, billed_through=billed_through, anchor=anchor)
         lines = package_change_lines(
-            old_name=old.name, old_price=from_paisa(old.price_paisa), new_name=new.name,
+            old_name=old.name, old_prices=old_prices, new_name=new.name,
             new_price=from_paisa(new.price_paisa), effective_on=effective_on, billed_through=billed_through,
             anchor_day=anchor, rounding=policy.rounding, not_charged=voided,
         )
@@ -473,10 +535,12 @@ def change_package(
 ) -> PackageChangeOutcome:
     """Move a subscriber to another package from ``effective_on``.
 
-    Already-billed days are credited at the old price and charged at the new one: a net
-    charge is invoiced at once (upgrade), a net credit becomes a credit note on the
-    balance (downgrade). ``preview`` returns the same lines and writes nothing. A future
-    ``effective_on`` is scheduled and applied by the billing job on that day.
+    Already-billed days are credited at the price they were invoiced at (the old
+    package's current price where no invoice line says) and charged at the new package's
+    current price: a net charge is invoiced at once (upgrade), a net credit becomes a
+    credit note on the balance (downgrade). ``preview`` returns the same lines and
+    writes nothing. A future ``effective_on`` is scheduled and applied by the billing
+    job on that day.
     """
     policy = current_policy()
     with transaction.atomic():
@@ -583,10 +647,12 @@ def apply_scheduled_package_changes(*, today: date, now: datetime) -> int:
                 change.applied_at = now
                 change.save(update_fields=["applied_at"])
                 continue
+            # Planned before this change counts as applied: an applied change re-prices the
+            # days it covers (see _charged_old_prices).
+            lines, span, nbt = _package_change_plan(sub, change.new_package, change.effective_on, policy)
             change.old_package = sub.package
             change.applied_at = now
             change.save(update_fields=["old_package", "applied_at"])
-            lines, span, nbt = _package_change_plan(sub, change.new_package, change.effective_on, policy)
             lines = with_tax(lines, policy) if lines else lines
             total = sum((line.amount for line in lines), Decimal("0.00"))
             _apply_change(sub, change, lines, span, nbt, total, today=today, now=now, user=change.created_by, scheduled=True)

@@ -20,6 +20,7 @@ from ispbill.billing.models import (
 from ispbill.billing.services import apply_scheduled_package_changes, change_package
 from ispbill.core.errors import DomainError, NotFound
 from ispbill.payments.services import record_payment
+from ispbill.plans.services import update_package
 from ispbill.subscribers.services import update_subscriber
 
 from .billing_support import (
@@ -28,6 +29,7 @@ from .billing_support import (
     bill,
     configure,
     invoices_of,
+    line_summary,
     make_package,
     make_subscriber,
     refreshed,
@@ -250,6 +252,98 @@ def test_postpaid_change_bills_the_used_days_at_the_old_price(basic, premium):
     bill(date(2026, 12, 1))
     nov_rest = invoices_of(sub)[-1]
     assert (nov_rest.period_start, nov_rest.period_end, nov_rest.total_paisa) == (NOV_16, date(2026, 11, 30), 75000)
+    assert_ledger_consistent()
+
+
+def reprice(package, price: str) -> None:
+    update_package(package_id=package.pk, price=Decimal(price))
+
+
+def test_upgrade_credits_each_period_at_the_price_it_was_invoiced_at(basic, premium):
+    sub = make_subscriber(basic, date(2026, 11, 1))
+    bill(date(2026, 11, 1))  # November at 1000.00
+    reprice(basic, "1234.56")
+    bill(date(2026, 11, 24))  # December at 1234.56
+    reprice(basic, "1300.00")
+
+    preview = change(sub, premium, date(2026, 11, 18), today=date(2026, 11, 25), preview=True)
+    outcome = change(sub, premium, date(2026, 11, 18), today=date(2026, 11, 25))
+
+    assert lines_of(outcome) == lines_of(preview) == [
+        ("proration_credit", "Unused Basic, 18 Nov 2026 – 30 Nov 2026 (13 of 30 days)", Decimal("-433.33")),
+        ("proration_charge", "Premium, 18 Nov 2026 – 30 Nov 2026 (13 of 30 days)", Decimal("650.00")),
+        ("proration_credit", "Unused Basic, 01 Dec 2026 – 31 Dec 2026 (31 of 31 days)", Decimal("-1234.56")),
+        ("proration_charge", "Premium, 01 Dec 2026 – 31 Dec 2026 (31 of 31 days)", Decimal("1500.00")),
+    ]
+    assert outcome.total == preview.total == Decimal("482.11")
+    assert list(outcome.invoice.lines.values_list("amount_paisa", flat=True)) == [-43333, 65000, -123456, 150000]
+    assert outcome.invoice.total_paisa == 48211
+    assert_ledger_consistent()
+
+
+def test_downgrade_credits_exactly_what_a_mid_period_join_was_invoiced(basic, premium):
+    sub = make_subscriber(premium, date(2026, 12, 16))
+    bill(date(2026, 12, 16))
+    (joined,) = invoices_of(sub)
+    assert line_summary(joined) == [("proration_charge", 77419)]  # 1500.00 / 31 * 16
+    reprice(premium, "1800.00")
+
+    outcome = change(sub, basic, date(2026, 12, 16), today=date(2026, 12, 20))
+
+    assert [(k, a) for k, _, a in lines_of(outcome)] == [
+        ("proration_credit", Decimal("-774.19")),  # the whole invoiced amount, not 1800.00 / 31 * 16
+        ("proration_charge", Decimal("516.13")),
+    ]
+    assert outcome.document == "credit_note"
+    assert outcome.credit_note.total_paisa == 25806
+    assert_ledger_consistent()
+
+
+def test_scheduled_downgrade_credits_the_invoiced_price(basic, premium):
+    sub = make_subscriber(premium, date(2026, 11, 1))
+    bill(date(2026, 11, 1))
+    bill(date(2026, 11, 24))  # December at 1500.00
+    reprice(premium, "1800.00")
+
+    scheduled = change(sub, basic, date(2026, 12, 1), today=date(2026, 11, 26))
+    assert apply_scheduled_package_changes(today=date(2026, 12, 1), now=at(date(2026, 12, 1), 0, 30)) == 1
+
+    note = CreditNote.objects.get()
+    assert [(line.kind, line.amount) for line in scheduled.lines] == [
+        ("proration_credit", Decimal("-1500.00")),
+        ("proration_charge", Decimal("1000.00")),
+    ]
+    assert list(note.lines.values_list("kind", "amount_paisa")) == [("proration_credit", -150000), ("proration_charge", 100000)]
+    assert note.total_paisa == 50000
+    assert_ledger_consistent()
+
+
+def test_without_an_invoice_line_the_credit_is_at_the_current_price(basic, premium):
+    sub = make_subscriber(basic, date(2026, 11, 1))
+    bill(date(2026, 11, 1))
+    InvoiceLine.objects.filter(invoice__subscriber_id=sub.pk).delete()  # as invoices issued before lines were kept
+    reprice(basic, "1200.00")
+
+    outcome = change(sub, premium, NOV_16)
+
+    assert [(k, a) for k, _, a in lines_of(outcome)] == [
+        ("proration_credit", Decimal("-600.00")),
+        ("proration_charge", Decimal("750.00")),
+    ]
+
+
+def test_second_change_credits_the_days_at_what_the_first_change_charged(basic, premium):
+    gold = make_package("Gold", "2000.00")
+    sub = make_subscriber(basic, date(2026, 11, 1))
+    bill(date(2026, 11, 1))
+    change(sub, premium, date(2026, 11, 11))  # 21-30 Nov now cost Premium's 1500.00, not the invoiced 1000.00
+
+    outcome = change(sub, gold, date(2026, 11, 21))
+
+    assert [(k, a) for k, _, a in lines_of(outcome)] == [
+        ("proration_credit", Decimal("-500.00")),  # 1500.00 / 30 * 10
+        ("proration_charge", Decimal("666.67")),
+    ]
     assert_ledger_consistent()
 
 
