@@ -62,7 +62,6 @@ from ispbill.payments.gateways import (
     configured_gateways,
 )
 from ispbill.payments.models import GatewaySwitch, InboundWebhook, Payment, PaymentAttempt
-from ispbill.subscribers.models import Subscriber
 
 log = logging.getLogger("ispbill.payments")
 
@@ -236,24 +235,31 @@ def _new_reference() -> str:
 
 def start_gateway_payment(
     *, subscriber_id: int, gateway: str, now: datetime, client_ip: str | None = None,
+    admit: Callable[[], None] | None = None,
 ) -> tuple[PaymentAttempt, str]:
     """Open a payment at ``gateway`` for everything the subscriber owes now; returns the
     attempt and the URL to send the customer to. Nothing due, an unknown or unconfigured
     gateway, or a gateway that refuses or does not answer raise DomainError (the attempt,
-    if one was made, is kept as ``failed`` with the reason)."""
+    if one was made, is kept as ``failed`` with the reason).
+
+    ``admit``, when given, decides first whether the subscriber may start one more
+    payment, and refuses by raising: nothing is then stored and the gateway is not asked.
+    It runs in the transaction that stores the attempt, with the subscriber's row locked,
+    so concurrent starts for one subscriber are decided one after another, each seeing the
+    attempts stored before it. That transaction commits before the gateway is asked."""
     adapter = gateway_for(gateway)
-    # Switched off: no new payments through it (those already started still complete).
-    if adapter is None or gateway in GatewaySwitch.switched_off():
-        raise DomainError("this payment method is not available", code="gateway_not_available", status=404)
-    sub = Subscriber.objects.filter(pk=subscriber_id).first()
-    if sub is None:
-        raise NotFound("subscriber not found", code="subscriber_not_found")
-    owed = ledger.balance(subscriber_id)
-    if owed <= 0:
-        raise Conflict("Nothing is due on this account now.", code="nothing_due")
     for _ in range(5):
         try:
             with transaction.atomic():
+                sub = ledger.lock_subscriber(subscriber_id, with_package=False)
+                if admit is not None:
+                    admit()
+                # Switched off: no new payments through it (those already started still complete).
+                if adapter is None or gateway in GatewaySwitch.switched_off():
+                    raise DomainError("this payment method is not available", code="gateway_not_available", status=404)
+                owed = ledger.balance(subscriber_id)
+                if owed <= 0:
+                    raise Conflict("Nothing is due on this account now.", code="nothing_due")
                 attempt = PaymentAttempt.objects.create(
                     reference=_new_reference(), subscriber_id=subscriber_id, amount_paisa=owed, currency="BDT",
                     gateway=gateway, status=AttemptStatus.STARTED, created_at=now, updated_at=now,

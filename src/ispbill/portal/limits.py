@@ -6,6 +6,11 @@ count. The rule is :mod:`ispbill.payments.start_limits`; the limits come from
 ``ISPBILL_PAY_START_LIMIT`` (default ``5/10m,20/1d``), checked when the app starts and
 on use. A refusal stores nothing: it is logged (``ispbill.portal``, INFO) with the
 subscriber's id.
+
+The count must not race the insert: :func:`admit_start` is handed to
+:func:`~ispbill.payments.gateway_services.start_gateway_payment`, which calls it in the
+transaction that stores the attempt, with the subscriber's row locked, so starts arriving
+at the same moment are counted one after another.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from functools import lru_cache
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from ispbill.core.errors import DomainError
 from ispbill.payments.choices import AttemptStatus
 from ispbill.payments.models import PaymentAttempt
 from ispbill.payments.start_limits import (
@@ -44,6 +50,17 @@ class StartRefused:
     #: The requested gateway, when a start there within the shortest window is still
     #: ``started`` (its page may still be open in the customer's browser); else "".
     open_gateway: str
+
+
+class TooManyStarts(DomainError):
+    """A start refused by the limit; ``refused`` says what to tell the customer."""
+
+    status = 429
+    code = "too_many_starts"
+
+    def __init__(self, refused: StartRefused):
+        super().__init__("Too many payments were started lately; please wait a little.")
+        self.refused = refused
 
 
 def configured_limits() -> tuple[StartLimit, ...]:
@@ -88,3 +105,12 @@ def start_refused(*, subscriber_id: int, gateway: str, now: datetime) -> StartRe
         retry_after=refused.retry_after, limit=refused.limit, started=refused.started,
         open_gateway=gateway if still_open else "",
     )
+
+
+def admit_start(*, subscriber_id: int, gateway: str, now: datetime) -> None:
+    """Raise :class:`TooManyStarts` when :func:`start_refused` refuses the start. Meant
+    as ``start_gateway_payment(admit=...)``, which calls it with the subscriber's row
+    locked."""
+    refused = start_refused(subscriber_id=subscriber_id, gateway=gateway, now=now)
+    if refused is not None:
+        raise TooManyStarts(refused)

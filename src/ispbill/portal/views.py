@@ -4,6 +4,7 @@ a gateway payment from it, and the pages the customer comes back to from the gat
 from __future__ import annotations
 
 import math
+from functools import partial
 
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
@@ -48,13 +49,13 @@ def start_payment(request, token: str):
     except links.LinkError as exc:
         return _link_error(request, exc)
     gateway = request.POST.get("gateway", "")
-    refused = limits.start_refused(subscriber_id=link.subscriber_id, gateway=gateway, now=now)
-    if refused is not None:
-        return _too_many_starts(request, token, refused)
+    admit = partial(limits.admit_start, subscriber_id=link.subscriber_id, gateway=gateway, now=now)
     try:
         _, redirect_url = gateway_services.start_gateway_payment(
-            subscriber_id=link.subscriber_id, gateway=gateway, now=now, client_ip=client_ip(request),
+            subscriber_id=link.subscriber_id, gateway=gateway, now=now, client_ip=client_ip(request), admit=admit,
         )
+    except limits.TooManyStarts as exc:
+        return _too_many_starts(request, token, exc.refused)
     except DomainError as exc:
         context = {"message": exc.message, "code": exc.code, "token": token}
         return _private(render(request, "portal/pay_error.html", context, status=exc.status))

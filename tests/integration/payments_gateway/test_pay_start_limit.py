@@ -3,6 +3,7 @@ the bKash simulator, with the clock moved by the test (SQLite and PostgreSQL).""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -12,7 +13,9 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from ispbill.payments import gateway_services
 from ispbill.payments.models import InboundWebhook, PaymentAttempt
+from ispbill.portal import limits
 
 from ..billing.billing_support import bill
 from .conftest import NOV_1
@@ -77,6 +80,26 @@ def test_the_sixth_start_in_ten_minutes_is_refused_until_the_first_leaves_the_wi
     # Full again: now the t0+1m attempt has to leave first.
     assert_refused(post_start(client, token), retry_after=60)
     assert "Please try again in 1 minute." in page_text(post_start(client, token))
+
+
+def test_the_start_is_refused_inside_the_transaction_that_would_store_it(world, bkash, fixed_clock, settings):
+    settings.ISPBILL_PAY_START_LIMIT = "3/10m"
+    now = fixed_clock.now()
+
+    def start_at_the_gateway():
+        admit = functools.partial(limits.admit_start, subscriber_id=world.sub.pk, gateway="bkash", now=now)
+        return gateway_services.start_gateway_payment(subscriber_id=world.sub.pk, gateway="bkash", now=now, admit=admit)
+
+    for _ in range(3):
+        start_at_the_gateway()
+    sessions = len(bkash.payments)
+
+    with pytest.raises(limits.TooManyStarts) as refused:
+        start_at_the_gateway()
+
+    assert (refused.value.status, refused.value.code) == (429, "too_many_starts")
+    assert (refused.value.refused.retry_after, str(refused.value.refused.limit)) == (600, "3/10m")
+    assert PaymentAttempt.objects.count() == 3 and len(bkash.payments) == sessions
 
 
 def test_twenty_starts_a_day(client, world, bkash, fixed_clock):
