@@ -36,6 +36,7 @@ from django.db.models import F
 from ispbill.audit import services as audit
 from ispbill.audit.models import ActorKind
 from ispbill.billing import ledger
+from ispbill.core.backoff import doubling
 from ispbill.core.db import insert_objects
 from ispbill.core.errors import Conflict, DomainError, NotFound
 from ispbill.core.money import from_paisa, to_paisa
@@ -72,6 +73,7 @@ HOLD_CODES = frozenset({"amount_mismatch", "currency_mismatch", "unknown_referen
 #: Rejections that say the message is not authentic (answered 403, not 400).
 FORGERY_CODES = frozenset({"bad_signature", "bad_cert_url", "wrong_topic"})
 REQUERY_GIVE_UP = timedelta(days=3)
+REQUERY_FIRST_INTERVAL = timedelta(minutes=2)
 REQUERY_MAX_INTERVAL = timedelta(hours=1)
 _REFERENCE_ALPHABET = string.ascii_uppercase + string.digits
 _REDACTED_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-csrftoken"}
@@ -797,8 +799,8 @@ def _reschedule(attempt_id: int, *, now: datetime, error: str) -> None:
             attempt.next_check_at = None
             error = f"stopped asking after {REQUERY_GIVE_UP.days} days; check with the gateway. Last: {error}"
         else:
-            wait = min(timedelta(minutes=1) * (2 ** min(attempt.checks, 10)), REQUERY_MAX_INTERVAL)
-            attempt.next_check_at = now + wait
+            # 2 minutes after the first check, then 4, 8… up to REQUERY_MAX_INTERVAL.
+            attempt.next_check_at = now + doubling(REQUERY_FIRST_INTERVAL, attempt.checks, REQUERY_MAX_INTERVAL)
         attempt.last_error = error[:500]
         attempt.updated_at = now
         attempt.save(update_fields=["checks", "next_check_at", "last_error", "updated_at"])

@@ -32,6 +32,7 @@ from ispbill.audit.models import ActorKind
 from ispbill.billing import ledger
 from ispbill.billing.choices import EntryKind
 from ispbill.billing.models import LedgerEntry
+from ispbill.core.backoff import doubling
 from ispbill.core.errors import Conflict, NotFound
 from ispbill.core.money import from_paisa, to_paisa
 from ispbill.payments import services
@@ -280,8 +281,7 @@ def _reschedule(
             log.warning("refund %s of payment %s: still not settled after %s days; stopped asking", refund.pk,
                         refund.payment_id, FOLLOW_UP_GIVE_UP.days)
         else:
-            wait = FOLLOW_UP_FIRST_INTERVAL * (2 ** min(refund.checks - 1, 12))
-            refund.next_check_at = now + min(wait, FOLLOW_UP_MAX_INTERVAL)
+            refund.next_check_at = now + doubling(FOLLOW_UP_FIRST_INTERVAL, refund.checks, FOLLOW_UP_MAX_INTERVAL)
         refund.last_error = error[:500]
         refund.save(update_fields=["checks", "last_checked_at", "next_check_at", "last_error"])
         if user is not None:

@@ -43,6 +43,7 @@ from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F, Q
 
+from ispbill.core.backoff import doubling
 from ispbill.core.db import insert_objects
 from ispbill.worker.models import OutboxItem, OutboxState
 
@@ -173,8 +174,7 @@ def enqueue_many(
 
 def backoff_seconds(attempts: int) -> int:
     """Exponential backoff with ±10 % jitter, capped."""
-    base = settings.ISPBILL_OUTBOX_BACKOFF_BASE * (2 ** max(0, attempts - 1))
-    capped = min(base, settings.ISPBILL_OUTBOX_BACKOFF_MAX)
+    capped = doubling(settings.ISPBILL_OUTBOX_BACKOFF_BASE, attempts, settings.ISPBILL_OUTBOX_BACKOFF_MAX)
     return max(1, int(capped * random.uniform(0.9, 1.1)))
 
 
