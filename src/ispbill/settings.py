@@ -181,24 +181,40 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # Payment-link tokens (/pay/<token>) are replaced by "[token]" wherever a request path is logged.
-    "filters": {"redact_payment_links": {"()": "ispbill.core.logs.RedactPaymentLinks"}},
+    "filters": {
+        "redact_payment_links": {"()": "ispbill.core.logs.RedactPaymentLinks"},
+        "require_debug_true": {"()": "django.utils.log.RequireDebugTrue"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
         "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_payment_links"]},
+        # Django's own handlers (django.utils.log.DEFAULT_LOGGING), declared again so that what
+        # any django.* logger prints passes the filter, not only what the loggers below log.
+        "django.console": {
+            "class": "logging.StreamHandler", "level": "INFO", "filters": ["require_debug_true", "redact_payment_links"],
+        },
+        "django.mail_admins": {
+            "class": "django.utils.log.AdminEmailHandler", "level": "ERROR", "filters": ["require_debug_false"],
+        },
         "django.server": {"class": "logging.StreamHandler", "formatter": "django.server", "level": "INFO"},
     },
     "loggers": {
         "ispbill": {"handlers": ["console"], "level": os.environ.get("ISPBILL_LOG_LEVEL", "INFO")},
-        # Filters only: these keep Django's handlers, levels and propagation.
+        "django": {"handlers": ["django.console", "django.mail_admins"], "level": "INFO"},
+        # Filters only: these keep Django's handlers, levels and propagation, and the records
+        # reach any other handler (the root logger's, a test's) already masked.
         "django.request": {"filters": ["redact_payment_links"]},
         "django.security.csrf": {"filters": ["redact_payment_links"]},
         # Configuring a logger replaces its handlers, so runserver's is declared again as Django has it.
         "django.server": {
             "handlers": ["django.server"], "level": "INFO", "propagate": False, "filters": ["redact_payment_links"],
         },
+        # Request URLs, which an SMS provider's query (a reminder's text, its link encoded) may hold.
+        "httpx": {"filters": ["redact_payment_links"]},
     },
 }
 

@@ -1,8 +1,10 @@
 """A real ``ispbill web`` (gunicorn): requests for payment links leave ``[token]`` in its
-output, never the token, in the access log and in Django's request warnings; the
-gateways' return paths stay readable."""
+output, never the token (as it is or percent-encoded in a query value), in the access log
+and in Django's request warnings; the gateways' return paths stay readable."""
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -33,14 +35,16 @@ def test_payment_link_tokens_never_reach_the_server_log(web):
         assert client.get(f"/pay/{TOKEN}").status_code == 404  # not a link this server signed
         assert client.get(f"/pay/{TOKEN}", params={"lang": "bn"}).status_code == 404
         assert client.post(f"/pay/{TOKEN}/start", data={"gateway": "bkash"}).status_code == 403  # no CSRF cookie
+        assert client.get("/i18n/setlang/", params={"next": f"/pay/{TOKEN}/start"}).status_code == 302
         assert client.get("/pay/sslcommerz/success").status_code == 405
 
     wait_for(lambda: "/pay/sslcommerz/success HTTP/1.1\" 405" in web.log, 15, "the access log line of the last request")
     log = web.log
-    assert TOKEN not in log, log
+    assert TOKEN not in log and quote(TOKEN, safe="") not in log, log
     assert '"GET /pay/[token] HTTP/1.1" 404' in log, log
     assert '"GET /pay/[token]?lang=bn HTTP/1.1" 404' in log, log
     assert '"POST /pay/[token]/start HTTP/1.1" 403' in log, log
+    assert '"GET /i18n/setlang/?next=%2Fpay%2F[token]%2Fstart HTTP/1.1" 302' in log, log
     assert "Not Found: /pay/[token]" in log, log
     assert "Forbidden (CSRF cookie not set.): /pay/[token]/start" in log, log
     assert '"GET /pay/sslcommerz/success HTTP/1.1" 405' in log, log

@@ -1,22 +1,30 @@
 """settings.LOGGING: the payment-link filter changes the token in what Django and ispbill
-log, and nothing else: the same messages reach the same handlers, in the same form, as
-with Django's own logging defaults and ispbill's console without the filter. Each
-configuration runs in a fresh process (configuring logging is global)."""
+log, and nothing else: the same messages and tracebacks reach the same handlers, in the
+same form, as with Django's own logging defaults and ispbill's console without the filter.
+Each configuration runs in a fresh process (configuring logging is global)."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import subprocess
 import sys
+from urllib.parse import quote, quote_plus
 
 import pytest
+from django.test import Client, override_settings
+from django.urls import path
+from django.utils.log import AdminEmailHandler
+
+from ispbill.core.logs import RedactingFilter
 
 TOKEN = "WzcsNDJd:1xWO6X:yboRaVUQQG3hXDcGW_gvRk59RpYXwb_eu1Hb_LBfvhU"
 
-# (logger, level, message, args, status code) as Django's request handling, CSRF
-# middleware and runserver log them, and as an ispbill module might.
+# (logger, level, message, args, status code[, message of the exception being handled])
+# as Django's request handling, CSRF middleware and runserver log them, and as an ispbill
+# module might.
 RECORDS = [
     ("django.request", "WARNING", "%s: %s", ["Not Found", f"/pay/{TOKEN}"], 404),
     ("django.request", "WARNING", "%s: %s", ["Too Many Requests", f"/pay/{TOKEN}/start"], 429),
@@ -29,6 +37,12 @@ RECORDS = [
     ("ispbill.portal", "INFO", "opened %s", [f"https://isp.example.com/pay/{TOKEN}"], None),
     ("ispbill.portal", "DEBUG", "opened %s", [f"https://isp.example.com/pay/{TOKEN}"], None),
     ("ispbill.payments", "WARNING", "bkash start failed for attempt %s: %s", ["A7X2", "gateway_timeout"], None),
+    ("django.request", "ERROR", "%s: %s", ["Internal Server Error", f"/pay/{TOKEN}/start"], 500,
+     f"gateway refused callback_url=https%3A%2F%2Fisp.example.com%2Fpay%2F{TOKEN}%2Fstart"),
+    ("django.security.SuspiciousOperation", "ERROR", "%s", [f"tampered form posted to /pay/{TOKEN}/start"], 400),
+    ("ispbill.outbox", "WARNING", "outbox %s %s dead: %s",
+     ["sms", "reminder:7", f'HTTP 400: \'{{"text": "Pay: https:\\\\/\\\\/isp.example.com\\\\/pay\\\\/{TOKEN}"}}\''], None),
+    ("ispbill.worker", "ERROR", "worker loop error; retrying", [], None, f"sending https://isp.example.com/pay/{TOKEN} failed"),
 ]
 
 EMIT = """
@@ -47,9 +61,14 @@ if sys.argv[1] == "without":
             entry.pop("filters", None)
     settings.LOGGING = config
 django.setup()
-for name, level, msg, args, status in json.loads(sys.argv[2]):
+for name, level, msg, args, status, *raised in json.loads(sys.argv[2]):
     extra = {"server_time": "T"} | ({"status_code": status} if status else {})
-    logging.getLogger(name).log(getattr(logging, level), msg, *args, extra=extra)
+    try:
+        if raised:
+            raise RuntimeError(*raised)
+        logging.getLogger(name).log(getattr(logging, level), msg, *args, extra=extra)
+    except RuntimeError:
+        logging.getLogger(name).log(getattr(logging, level), msg, *args, extra=extra, exc_info=True)
 """
 
 
@@ -86,6 +105,16 @@ def test_what_reaches_the_console_with_debug_on(tmp_path):
         '[T] "GET /pay/bkash/callback?paymentID=TR0011 HTTP/1.1" 400 90',
         "T INFO ispbill.portal: opened https://isp.example.com/pay/[token]",
         "T WARNING ispbill.payments: bkash start failed for attempt A7X2: gateway_timeout",
+        "Internal Server Error: /pay/[token]/start",
+        "Traceback (most recent call last):",
+        '  File "<string>", line 21, in <module>',
+        "RuntimeError: gateway refused callback_url=https%3A%2F%2Fisp.example.com%2Fpay%2F[token]%2Fstart",
+        "tampered form posted to /pay/[token]/start",
+        'T WARNING ispbill.outbox: outbox sms reminder:7 dead: HTTP 400: \'{"text": "Pay: https:\\\\/\\\\/isp.example.com\\\\/pay\\\\/[token]"}\'',
+        "T ERROR ispbill.worker: worker loop error; retrying",
+        "Traceback (most recent call last):",
+        '  File "<string>", line 21, in <module>',
+        "RuntimeError: sending https://isp.example.com/pay/[token] failed",
     ]
 
 
@@ -98,3 +127,89 @@ def test_django_request_warnings_carry_no_token(client, caplog):
 
     messages = [r.getMessage() for r in caplog.records if r.name == "django.request"]
     assert messages == ["Not Found: /pay/[token]", "Method Not Allowed (GET): /pay/sslcommerz/success"]
+
+
+# -- through the real configuration, in this process ---------------------------------------
+
+def _fail_to_start(request, token):
+    """A payment start failing as a gateway might: the link in the exception's message,
+    percent-encoded as a callback URL and in a JSON body."""
+    link = request.build_absolute_uri()
+    raise RuntimeError(f"gateway refused callback_url={quote(link, safe='')}: {json.dumps({'redirect_url': link})}")
+
+
+urlpatterns = [path("pay/<str:token>/start", _fail_to_start)]
+
+
+@pytest.fixture
+def django_console():
+    """What Django's console handler, as settings.LOGGING declares it, prints."""
+    handler = next(h for h in logging.getLogger("django").handlers if h.name == "django.console")
+    printed = io.StringIO()
+    previous = handler.setStream(printed)
+    try:
+        yield printed
+    finally:
+        handler.setStream(previous)
+
+
+@override_settings(ROOT_URLCONF=__name__, DEBUG=True)
+def test_a_request_failing_under_a_payment_link_logs_its_traceback_without_the_token(django_console):
+    response = Client(raise_request_exception=False).post(f"/pay/{TOKEN}/start", {"gateway": "bkash"})
+
+    assert response.status_code == 500
+    printed = django_console.getvalue()
+    assert TOKEN not in printed and quote(TOKEN, safe="") not in printed, printed
+    lines = printed.splitlines()
+    assert lines[:2] == ["Internal Server Error: /pay/[token]/start", "Traceback (most recent call last):"]
+    assert any(line.endswith(", in _fail_to_start") for line in lines), printed
+    assert lines[-1] == (
+        "RuntimeError: gateway refused callback_url=http%3A%2F%2Ftestserver%2Fpay%2F[token]%2Fstart: "
+        '{"redirect_url": "http://testserver/pay/[token]/start"}'
+    )
+
+
+# Loggers whose records may hold a payment link: Django's request handling and any other
+# django.* logger, runserver's, ispbill's (the web's and the worker's), and httpx's request
+# URLs (an SMS provider's query holds a reminder's text).
+LOGGERS = [
+    "django.request", "django.security.csrf", "django.security.SuspiciousOperation", "django.server",
+    "django.template", "ispbill.portal", "ispbill.outbox", "ispbill.worker", "httpx",
+]
+
+
+def _redacts(filterer: logging.Filterer) -> bool:
+    return any(isinstance(f, RedactingFilter) for f in filterer.filters)
+
+
+def _handlers_reached(logger: logging.Logger):
+    """The handlers settings.LOGGING gives ``logger`` and the loggers above it that its
+    records reach (the root's are a test runner's, if any; AdminEmailHandler sends mail)."""
+    current = logger
+    while current is not None and current is not logging.root:
+        yield from (h for h in current.handlers if not isinstance(h, AdminEmailHandler))
+        if not current.propagate:
+            return
+        current = current.parent
+
+
+@pytest.mark.parametrize("name", LOGGERS)
+def test_whatever_prints_such_a_logger_masks_tokens(name):
+    logger = logging.getLogger(name)
+    handlers = list(_handlers_reached(logger))
+
+    assert _redacts(logger) or (handlers and all(_redacts(h) for h in handlers)), (name, handlers)
+
+
+def test_an_sms_providers_request_url_is_logged_without_the_link(caplog):
+    caplog.set_level(logging.INFO, logger="httpx")
+    text = quote_plus(f"Your bill is due: https://isp.example.com/pay/{TOKEN}")
+
+    logging.getLogger("httpx").info(
+        'HTTP Request: %s %s "%s %d %s"', "GET", f"https://sms.example.com/send?to=8801700000000&text={text}",
+        "HTTP/1.1", 200, "OK",
+    )
+
+    [message] = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert TOKEN not in message and quote(TOKEN, safe="") not in message
+    assert "text=Your+bill+is+due%3A+https%3A%2F%2Fisp.example.com%2Fpay%2F[token] " in message
