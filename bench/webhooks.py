@@ -41,6 +41,10 @@ Target (issue 4) on PostgreSQL, 2 cores: >= 300 webhooks/s sustained, p99 <= 250
 Everything (PostgreSQL, gunicorn, the simulators, the load generator) shares this
 machine's CPUs: the CPU each used during the measured phase is printed.
 
+``--floor http|store|verify`` serves ``bench/webhook_floor.py`` instead: the same
+server with the webhook path cut short after routing, after the raw store, or after the
+gateway's confirmation (nothing settled), to measure what each layer costs on its own.
+
 ``--profile N`` afterwards processes N more webhooks in this process through Django's
 test client under cProfile (same code path: payments/views.py -> gateway_services ->
 adapter verify + the validation HTTP call -> settle) and prints where the time goes.
@@ -88,6 +92,9 @@ def _parse_args() -> argparse.Namespace:
     p.add_argument("--threads", default=os.environ.get("ISPBILL_WEB_THREADS", "8"), help="threads per process")
     p.add_argument("--batch", default=os.environ.get("ISPBILL_WEBHOOK_BATCH", "32"),
                    help="ISPBILL_WEBHOOK_BATCH for the server: webhooks settled per transaction at most (1: one each)")
+    p.add_argument("--floor", choices=("http", "store", "verify"), default="",
+                   help="serve bench/webhook_floor.py instead: the path cut short after this layer (http: routing only; "
+                        "store: + raw INSERT; verify: + signature and gateway confirmation), nothing settled")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="afterwards, profile N more webhooks in this process (cProfile) and print where time goes")
     p.add_argument("--keep", action="store_true", help="keep the throwaway database and data directory")
@@ -316,9 +323,18 @@ def _start_server(port: int, args, log_path: Path) -> subprocess.Popen:
                ISPBILL_WEBHOOK_BATCH=str(args.batch),
                ISPBILL_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    command = [sys.executable, "-m", "ispbill.cli", "web", "--port", str(port)]
+    if args.floor:
+        from ispbill.cli import _gunicorn_argv
+
+        env.update(DJANGO_SETTINGS_MODULE="ispbill.settings", ISPBILL_BENCH_FLOOR=args.floor)
+        command = _gunicorn_argv("127.0.0.1", port)
+        command[command.index("ispbill.wsgi:application")] = "webhook_floor:application"
+        command[command.index("--workers") + 1] = str(args.workers)
+        command[command.index("--threads") + 1] = str(args.threads)
+        command += ["--pythonpath", str(ROOT / "bench")]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "ispbill.cli", "web", "--port", str(port)], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     atexit.register(_stop_server, proc)
     import httpx
 
@@ -632,6 +648,8 @@ def main() -> int:
         ("webhooks stored", InboundWebhook.objects.count(), len(all_sent)),
         ("ledger discrepancies", len(ledger.ledger_discrepancies()), 0),
     ]
+    if args.floor:  # nothing is settled: only the stored webhooks can be checked
+        checks = [c for c in checks if c[0] == "webhooks stored"] if args.floor != "http" else []
     ok = all(got == want for _, got, want in checks)
     print("  verification: " + "; ".join(f"{'ok' if got == want else 'BAD'} {label}: {got}"
                                          + ("" if got == want else f" (expected {want})") for label, got, want in checks))
@@ -641,6 +659,8 @@ def main() -> int:
         ok = False
     met = rate >= TARGET_RATE and p99 <= TARGET_P99_MS
     verdict = ("met" if met else "MISSED") if db_url else "not applicable: SQLite"
+    if args.floor:
+        verdict = f"not applicable: --floor {args.floor}, nothing settled"
     print(f"result: {rate:.0f} accepted webhooks/s, p99 {p99:.0f} ms  [target on PostgreSQL, 2 cores: >= {TARGET_RATE:.0f}/s"
           f" and p99 <= {TARGET_P99_MS:.0f} ms: {verdict}]; verification {'PASS' if ok else 'FAIL'}")
 
