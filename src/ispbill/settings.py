@@ -197,6 +197,12 @@ LOGGING = {
         "django.console": {
             "class": "logging.StreamHandler", "level": "INFO", "filters": ["require_debug_true", "redact_payment_links"],
         },
+        # With DEBUG off Django prints nothing of its own, not even a view's unhandled
+        # exception (it would only mail ADMINS): errors and their tracebacks go to the console.
+        "django.errors": {
+            "class": "logging.StreamHandler", "level": "ERROR", "formatter": "plain",
+            "filters": ["require_debug_false", "redact_payment_links"],
+        },
         "django.mail_admins": {
             "class": "django.utils.log.AdminEmailHandler", "level": "ERROR", "filters": ["require_debug_false"],
         },
@@ -204,7 +210,7 @@ LOGGING = {
     },
     "loggers": {
         "ispbill": {"handlers": ["console"], "level": os.environ.get("ISPBILL_LOG_LEVEL", "INFO")},
-        "django": {"handlers": ["django.console", "django.mail_admins"], "level": "INFO"},
+        "django": {"handlers": ["django.console", "django.errors", "django.mail_admins"], "level": "INFO"},
         # Filters only: these keep Django's handlers, levels and propagation, and the records
         # reach any other handler (the root logger's, a test's) already masked.
         "django.request": {"filters": ["redact_payment_links"]},
@@ -246,3 +252,7 @@ ISPBILL_OUTBOX_LEASE_SECONDS = int(os.environ.get("ISPBILL_OUTBOX_LEASE_SECONDS"
 ISPBILL_OUTBOX_MAX_ATTEMPTS = int(os.environ.get("ISPBILL_OUTBOX_MAX_ATTEMPTS", "8"))
 ISPBILL_OUTBOX_BACKOFF_BASE = int(os.environ.get("ISPBILL_OUTBOX_BACKOFF_BASE", "30"))
 ISPBILL_OUTBOX_BACKOFF_MAX = int(os.environ.get("ISPBILL_OUTBOX_BACKOFF_MAX", "3600"))
+
+# Routers the reconcile job talks to at once (one thread and database connection each),
+# so that routers which do not answer delay no others.
+ISPBILL_RECONCILE_CONCURRENCY = max(1, int(os.environ.get("ISPBILL_RECONCILE_CONCURRENCY", "").strip() or "4"))

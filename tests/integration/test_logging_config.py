@@ -59,6 +59,9 @@ if sys.argv[1] == "without":
         config[section] = {k: v for k, v in config[section].items() if not k.startswith("django")}
         for entry in config[section].values():
             entry.pop("filters", None)
+    if not settings.DEBUG:  # Django's errors printed as ispbill prints them, unmasked
+        config["handlers"]["errors"] = {"class": "logging.StreamHandler", "level": "ERROR", "formatter": "plain"}
+        config["loggers"] |= {name: {"handlers": ["errors"]} for name in ("django.request", "django.security")}
     settings.LOGGING = config
 django.setup()
 for name, level, msg, args, status, *raised in json.loads(sys.argv[2]):
@@ -107,13 +110,13 @@ def test_what_reaches_the_console_with_debug_on(tmp_path):
         "T WARNING ispbill.payments: bkash start failed for attempt A7X2: gateway_timeout",
         "Internal Server Error: /pay/[token]/start",
         "Traceback (most recent call last):",
-        '  File "<string>", line 21, in <module>',
+        '  File "<string>", line 24, in <module>',
         "RuntimeError: gateway refused callback_url=https%3A%2F%2Fisp.example.com%2Fpay%2F[token]%2Fstart",
         "tampered form posted to /pay/[token]/start",
         'T WARNING ispbill.outbox: outbox sms reminder:7 dead: HTTP 400: \'{"text": "Pay: https:\\\\/\\\\/isp.example.com\\\\/pay\\\\/[token]"}\'',
         "T ERROR ispbill.worker: worker loop error; retrying",
         "Traceback (most recent call last):",
-        '  File "<string>", line 21, in <module>',
+        '  File "<string>", line 24, in <module>',
         "RuntimeError: sending https://isp.example.com/pay/[token] failed",
     ]
 
@@ -141,16 +144,26 @@ def _fail_to_start(request, token):
 urlpatterns = [path("pay/<str:token>/start", _fail_to_start)]
 
 
-@pytest.fixture
-def django_console():
-    """What Django's console handler, as settings.LOGGING declares it, prints."""
-    handler = next(h for h in logging.getLogger("django").handlers if h.name == "django.console")
+def _printed_by(name: str):
+    handler = next(h for h in logging.getLogger("django").handlers if h.name == name)
     printed = io.StringIO()
     previous = handler.setStream(printed)
     try:
         yield printed
     finally:
         handler.setStream(previous)
+
+
+@pytest.fixture
+def django_console():
+    """What Django's console handler, as settings.LOGGING declares it, prints (DEBUG on)."""
+    yield from _printed_by("django.console")
+
+
+@pytest.fixture
+def django_errors():
+    """What the console prints of Django's errors with DEBUG off (production)."""
+    yield from _printed_by("django.errors")
 
 
 @override_settings(ROOT_URLCONF=__name__, DEBUG=True)
@@ -167,6 +180,26 @@ def test_a_request_failing_under_a_payment_link_logs_its_traceback_without_the_t
         "RuntimeError: gateway refused callback_url=http%3A%2F%2Ftestserver%2Fpay%2F[token]%2Fstart: "
         '{"redirect_url": "http://testserver/pay/[token]/start"}'
     )
+
+
+@override_settings(ROOT_URLCONF=__name__, DEBUG=False)
+def test_with_debug_off_a_server_error_is_printed_with_its_traceback_once(django_errors, django_console):
+    response = Client(raise_request_exception=False).post(f"/pay/{TOKEN}/start", {"gateway": "bkash"})
+
+    assert response.status_code == 500
+    printed = django_errors.getvalue()
+    lines = printed.splitlines()
+    assert lines[0].endswith(" ERROR django.request: Internal Server Error: /pay/[token]/start"), printed
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-1].startswith("RuntimeError: gateway refused callback_url=") and TOKEN not in printed
+    assert django_console.getvalue() == ""  # DEBUG's handler stays quiet: printed once
+
+
+@override_settings(ROOT_URLCONF=__name__, DEBUG=True)
+def test_with_debug_on_the_error_handler_leaves_it_to_djangos_console(django_errors):
+    Client(raise_request_exception=False).post(f"/pay/{TOKEN}/start", {"gateway": "bkash"})
+
+    assert django_errors.getvalue() == ""
 
 
 # Loggers whose records may hold a payment link: Django's request handling and any other
