@@ -20,16 +20,27 @@ Repairs race with the outbox: a payment may restore a subscriber while a run is 
 suspend them. Each subscriber's state generation is read with the desired state; a
 subscriber whose state changed since is left to its own enforcement action, and one that
 changed while the repair ran is put back to its new desired state straight away.
+
+The job reconciles several routers at once (``ISPBILL_RECONCILE_CONCURRENCY``), each on
+a thread with its own database connection, so a router that does not answer holds up no
+other. A subscriber belongs to one router, so no two threads repair the same one; the
+scheduler's leader lock keeps a second worker from running the job at the same time. On
+SQLite, whose database has one writer, the threads take turns at the database (router
+I/O is never part of a turn), and every write transaction is short.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from ispbill.core.db import chunks, id_chunks, in_ids, is_postgres
@@ -45,6 +56,21 @@ from ispbill.subscribers.models import Subscriber
 log = logging.getLogger("ispbill.network")
 
 _BLOCKED_STATUSES = (SubscriberStatus.SUSPENDED, SubscriberStatus.DISABLED)
+
+_sqlite_turn = threading.Lock()
+
+
+@contextmanager
+def _database_turn() -> Iterator[None]:
+    """Hold while using the database; never talk to a router inside. SQLite has one
+    writer: the threads of a pass take turns here rather than queue on its busy timeout
+    (a shared-cache in-memory database, the test database, has none and fails at once
+    with "database table is locked"). PostgreSQL needs no turns."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with _sqlite_turn:
+        yield
 
 
 @dataclass(frozen=True)
@@ -222,17 +248,20 @@ def reconcile_router(router: Router, *, now: datetime, repair: bool = True) -> R
         state = driver.read_state()
     except RouterUnavailable as exc:
         run.error = f"router unavailable ({exc.reason}): {exc.message}"[:4000]
-        mark_router(router, now=now, error=f"{exc.reason}: {exc.message}")
         log.warning("reconcile %s: %s", router.name, run.error)
-        return finish()
+        with _database_turn():
+            mark_router(router, now=now, error=f"{exc.reason}: {exc.message}")
+            return finish()
     except Exception as exc:  # a refused read, a bad stored secret, no driver for the method
         run.error = f"cannot read the router: {exc}"[:4000]
-        mark_router(router, now=now, error=run.error)
         log.warning("reconcile %s: %s", router.name, run.error)
-        return finish()
-    mark_router(router, now=now)
+        with _database_turn():
+            mark_router(router, now=now, error=run.error)
+            return finish()
 
-    rows = _load(router.pk)
+    with _database_turn():
+        mark_router(router, now=now)
+        rows = _load(router.pk)
     desired = [Desired(r.subscriber_id, r.username, r.profile, r.suspended) for r in rows.values()]
     # What the driver reports as the suspended profile (RADIUS: the suspended group).
     suspended_profile = getattr(driver, "suspended_profile", "") or router.suspended_profile
@@ -250,7 +279,8 @@ def reconcile_router(router: Router, *, now: datetime, repair: bool = True) -> R
     run.secrets = len(state.secrets)
     run.online = len(state.active)
     run.online_unpaid = [d.username for d in drift.online_unpaid]
-    run.unknown_on_router = _unknown_to_billing(drift.unknown_on_router)
+    with _database_turn():
+        run.unknown_on_router = _unknown_to_billing(drift.unknown_on_router)
     run.paid_but_suspended = [t.username for t in drift.to_restore if t.subscriber_id in restricted] + [
         d.username for d in disabled
     ]
@@ -260,7 +290,8 @@ def reconcile_router(router: Router, *, now: datetime, repair: bool = True) -> R
     ok: dict[int, bool] = {}  # subscriber id → suspended state now on the router
     errors: list[str] = []
     if repair and drifted:
-        moved = _changed_since(router.pk, rows, drifted)
+        with _database_turn():
+            moved = _changed_since(router.pk, rows, drifted)
         suspend = [t for t in drift.to_suspend if t.subscriber_id not in moved]
         restore = [t for t in drift.to_restore if t.subscriber_id not in moved]
         failed: dict[int, str] = {}
@@ -273,7 +304,8 @@ def reconcile_router(router: Router, *, now: datetime, repair: bool = True) -> R
             failed.update(done_suspend.failed)
             failed.update(done_restore.failed)
             # A payment (or staff) may have changed someone while the repair ran.
-            again = _changed_since(router.pk, rows, list(ok))
+            with _database_turn():
+                again = _changed_since(router.pk, rows, list(ok))
             if again:
                 fix_suspend = [_target(r) for r in again.values() if r is not None and r.suspended]
                 fix_restore = [_target(r) for r in again.values() if r is not None and not r.suspended]
@@ -285,7 +317,8 @@ def reconcile_router(router: Router, *, now: datetime, repair: bool = True) -> R
         except DriverError as exc:
             message = exc.message if isinstance(exc, RouterUnavailable) else str(exc)
             errors.append(f"repair stopped: {message}")
-            mark_router(router, now=now, error=message)
+            with _database_turn():
+                mark_router(router, now=now, error=message)
         if failed:
             names = {r.subscriber_id: r.username for r in rows.values()}
             first = next(iter(failed.items()))
@@ -305,7 +338,7 @@ def reconcile_router(router: Router, *, now: datetime, repair: bool = True) -> R
     applied_active = [(r.subscriber_id, r.generation or 0) for r in in_sync if not r.suspended and r.applied != NetState.ACTIVE]
     for sid, suspended in ok.items():
         (applied_suspended if suspended else applied_active).append((sid, rows[sid].generation or 0))
-    with transaction.atomic():
+    with _database_turn(), transaction.atomic():
         _create_missing_states(rows.values())
         _set_addresses(set_pairs, now)
         _clear_addresses(clear)
@@ -411,19 +444,43 @@ def compare_router(router: Router, *, timeout: float) -> DriftPreview:
 
 
 def reconcile_routers(*, now: datetime) -> list[ReconcileRun]:
-    """Reconcile every active router, each on its own: one failing stops no other."""
-    runs: list[ReconcileRun] = []
-    for router in Router.objects.filter(is_active=True).order_by("pk"):
+    """Reconcile every active router, each on its own: one failing stops no other. The
+    runs come back in router id order.
+
+    Up to ``ISPBILL_RECONCILE_CONCURRENCY`` routers are reconciled at once, each on a
+    thread with its own database connection (closed when its router is done), so a
+    router that does not answer delays no other. Inside a transaction they are
+    reconciled one after another on the calling thread: other threads' connections
+    could not see its uncommitted rows."""
+    routers = list(Router.objects.filter(is_active=True).order_by("pk"))
+    threads = min(settings.ISPBILL_RECONCILE_CONCURRENCY, len(routers))
+    if threads <= 1 or connection.in_atomic_block:
+        runs = [_reconcile_or_record(router, now=now) for router in routers]
+    else:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="reconcile") as pool:
+            runs = list(pool.map(lambda router: _reconcile_on_own_connection(router, now=now), routers))
+    return [run for run in runs if run is not None]
+
+
+def _reconcile_on_own_connection(router: Router, *, now: datetime) -> ReconcileRun | None:
+    try:
+        return _reconcile_or_record(router, now=now)
+    finally:
+        connection.close()  # this thread's
+
+
+def _reconcile_or_record(router: Router, *, now: datetime) -> ReconcileRun | None:
+    """The router's run; if reconciling failed, a run recording the failure (None if
+    even that could not be recorded)."""
+    try:
+        return reconcile_router(router, now=now)
+    except Exception as exc:  # a bug or a database hiccup for this router only
+        log.exception("reconcile %s failed", router.name)
         try:
-            runs.append(reconcile_router(router, now=now))
-        except Exception as exc:  # a bug or a database hiccup for this router only
-            log.exception("reconcile %s failed", router.name)
-            try:
-                runs.append(
-                    ReconcileRun.objects.create(
-                        router=router, started_at=now, finished_at=now, error=f"reconcile failed: {exc}"[:4000]
-                    )
+            with _database_turn():
+                return ReconcileRun.objects.create(
+                    router=router, started_at=now, finished_at=now, error=f"reconcile failed: {exc}"[:4000]
                 )
-            except Exception:
-                log.exception("could not record the failed reconcile of %s", router.name)
-    return runs
+        except Exception:
+            log.exception("could not record the failed reconcile of %s", router.name)
+            return None
