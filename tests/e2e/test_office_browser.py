@@ -300,6 +300,30 @@ def test_a_spreadsheet_with_a_bad_row_is_caught_in_the_dry_run_then_imported_onc
     expect(profile(page)).to_contain_text("+8801912345672")
 
 
+def test_an_import_left_to_the_worker_shows_its_progress_until_it_is_done(page, office, monkeypatch):
+    from ispbill.backoffice import imports
+    from ispbill.core import clock
+    from ispbill.worker import outbox
+
+    # A file too big for the request: it imports one row, the worker the rest.
+    monkeypatch.setattr(imports, "REQUEST_SECONDS", 0)
+    monkeypatch.setattr(imports, "CHUNK_ROWS", 1)
+    sign_in(page, office, office["support"])
+    page.get_by_role("link", name="Import", exact=True).click()
+    upload(page, "many.csv", HEADER + "".join(GOOD_ROWS) + "Jamal Hossain,01912345672,jamal02,Basic 10M,Mirpur\n")
+    page.get_by_role("button", name="Import 3 valid rows").click()
+
+    expect(page.locator(".messages li.info")).to_have_text(
+        "1 of 3 rows imported so far; the rest are being imported in the background.")
+    expect(page.get_by_role("heading", name="Importing", exact=True)).to_be_visible()
+    expect(page.locator("#done-count")).to_have_text("1 of 3 rows done.")
+    assert outbox.drain(now=clock.now()).done == 1  # what the worker does
+    # the page reloads itself until the import is done
+    expect(page.get_by_role("heading", name="Imported", exact=True)).to_be_visible()
+    expect(page.locator("#created-count")).to_have_text("3")
+    expect(page.locator("#import-created tbody tr")).to_have_count(3)
+
+
 # -- 6. phone width ----------------------------------------------------------------------------
 
 def fits_the_screen(page, what: str) -> None:

@@ -34,13 +34,18 @@ class LoginFailure(models.Model):
 class ImportStatus(models.TextChoices):
     UPLOADED = "uploaded", _("Uploaded")
     MAPPED = "mapped", _("Columns chosen")
+    IMPORTING = "importing", _("Importing")
     CONFIRMED = "confirmed", _("Imported")
 
 
 class ImportBatch(models.Model):
     """An uploaded spreadsheet of subscribers between its steps: the parsed cells, the
     column mapping staff chose, and, once confirmed, what happened to each row. An
-    unconfirmed batch expires (``expires_at``); a confirmed one cannot be confirmed again."""
+    unconfirmed batch expires (``expires_at``); a confirmed one cannot be confirmed again.
+
+    While ``importing``, ``results`` (and the counts) grow a chunk of rows at a time, and
+    ``locked_by`` names the import job working on it until ``locked_until``; when that
+    passes with nothing recorded, the job is taken for stopped and another may carry on."""
 
     file_name = models.CharField(max_length=255)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
@@ -58,6 +63,8 @@ class ImportBatch(models.Model):
     created_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
     results = models.JSONField(default=list, help_text="per row: number, values, status, subscriber id, errors")
+    locked_by = models.CharField(max_length=100, blank=True, help_text="the import job working on it (while importing)")
+    locked_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-uploaded_at", "-id"]

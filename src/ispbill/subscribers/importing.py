@@ -325,6 +325,10 @@ def parse_date(text: str) -> date:
 
 _LIMITS = {"name": 200, "area": 100, "address": 300, "email": 254}
 _LABELS = {f.name: f.label for f in FIELDS}
+# Translated only for a row that misses one: checking thousands of rows, that adds up.
+_REQUIRED = (
+    ("name", gettext_lazy("name")), ("phone", gettext_lazy("phone")), ("pppoe_username", gettext_lazy("username")),
+)
 
 
 def check_rows(
@@ -364,7 +368,7 @@ def _check_row(number, row, mapping, lookups: Lookups, default_package, default_
     def error(field_name, code, message):
         errors.append(RowError(field_name, code, message))
 
-    for name, label in (("name", _("name")), ("phone", _("phone")), ("pppoe_username", _("username"))):
+    for name, label in _REQUIRED:
         if not result.values[name]:
             error(name, "missing", _("%(field)s is missing") % {"field": label})
 

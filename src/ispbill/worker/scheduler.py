@@ -23,7 +23,10 @@ log = logging.getLogger("ispbill.scheduler")
 
 FAILED_JOB_PAUSE = timedelta(minutes=5)
 
-JOB_MODULES = ["ispbill.billing.jobs", "ispbill.dunning.jobs", "ispbill.notifications.jobs", "ispbill.network.jobs", "ispbill.payments.jobs"]
+JOB_MODULES = [
+    "ispbill.billing.jobs", "ispbill.dunning.jobs", "ispbill.notifications.jobs", "ispbill.network.jobs", "ispbill.payments.jobs",
+    "ispbill.backoffice.jobs",
+]
 
 
 @dataclass(frozen=True)

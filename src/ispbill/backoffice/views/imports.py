@@ -27,6 +27,8 @@ from ispbill.subscribers.importing import EXTENSIONS, FIELDS, MAX_ROWS
 
 #: The dry run counts every row but lists at most this many.
 PREVIEW_ROWS = 1000
+#: How often the page of an import in progress reloads itself.
+PROGRESS_REFRESH_SECONDS = 3
 
 
 # -- forms ---------------------------------------------------------------------------------
@@ -122,7 +124,7 @@ def import_map(request, batch: int):
     found, away = _open(request, batch)
     if away:
         return away
-    if found.status == ImportStatus.CONFIRMED:
+    if found.status in (ImportStatus.IMPORTING, ImportStatus.CONFIRMED):
         return SeeOther(reverse("backoffice:import-result", args=[found.pk]))
     if request.method == "POST":
         form = MappingForm(request.POST, headers=found.headers)
@@ -158,7 +160,7 @@ def import_preview(request, batch: int):
     found, away = _open(request, batch)
     if away:
         return away
-    if found.status == ImportStatus.CONFIRMED:
+    if found.status in (ImportStatus.IMPORTING, ImportStatus.CONFIRMED):
         return SeeOther(reverse("backoffice:import-result", args=[found.pk]))
     if found.status != ImportStatus.MAPPED:
         return SeeOther(reverse("backoffice:import-map", args=[found.pk]))
@@ -182,11 +184,10 @@ def import_preview(request, batch: int):
 @require_POST
 @permission_required("import_subscribers")
 def import_confirm(request, batch: int):
-    now = clock.now()
+    """Import the valid rows; a big file is finished by the worker while its result page
+    shows how far it has got."""
     try:
-        done = service.confirm_import(
-            batch_id=batch, today=local_date(now), now=now, user=request.user, ip=client_ip(request),
-        )
+        done = service.confirm_import(batch_id=batch, now=clock.now(), user=request.user, ip=client_ip(request))
     except NotFound as exc:
         if exc.code == "import_expired":
             messages.error(request, exc.message)
@@ -194,11 +195,16 @@ def import_confirm(request, batch: int):
         raise Http404(exc.message) from None
     except DomainError as exc:
         messages.error(request, exc.message)
-        if exc.code == "import_already_confirmed":
+        if exc.code in ("import_already_confirmed", "import_in_progress"):
             return SeeOther(reverse("backoffice:import-result", args=[batch]))
         return SeeOther(reverse("backoffice:import-preview", args=[batch]))
-    messages.success(request, _("%(created)d subscribers imported; %(failed)d rows not imported.") % {
-        "created": done.created_count, "failed": done.failed_count})
+    if done.status == ImportStatus.CONFIRMED:
+        messages.success(request, _("%(created)d subscribers imported; %(failed)d rows not imported.") % {
+            "created": done.created_count, "failed": done.failed_count})
+    else:
+        messages.info(request, _(
+            "%(done)d of %(rows)d rows imported so far; the rest are being imported in the background."
+        ) % {"done": done.created_count + done.failed_count, "rows": done.row_count})
     return SeeOther(reverse("backoffice:import-result", args=[done.pk]))
 
 
@@ -208,6 +214,8 @@ def import_result(request, batch: int):
     found, away = _open(request, batch)
     if away:
         return away
+    if found.status == ImportStatus.IMPORTING:
+        return _import_progress(request, found)
     if found.status != ImportStatus.CONFIRMED:
         return SeeOther(reverse("backoffice:import-map", args=[found.pk]))
     context = {
@@ -218,6 +226,23 @@ def import_result(request, batch: int):
         "failed": [r for r in found.results if r["status"] != "created"],
     }
     return render(request, "backoffice/import_result.html", context)
+
+
+def _import_progress(request, batch):
+    """How far an import has got; the page reloads itself until it is done. Once its job
+    has stopped without finishing, it offers to carry on."""
+    running = service.import_running(batch, now=clock.now())
+    context = {
+        "title": _("Import: in progress"),
+        "nav": "imports",
+        "batch": batch,
+        "done": batch.created_count + batch.failed_count,
+        "running": running,
+    }
+    response = render(request, "backoffice/import_progress.html", context)
+    if running:
+        response["Refresh"] = str(PROGRESS_REFRESH_SECONDS)
+    return response
 
 
 # -- export --------------------------------------------------------------------------------
