@@ -221,8 +221,8 @@ def insert_objects(objs: Sequence[models.Model], *, return_ids: bool = False) ->
     meta = model._meta
     auto = meta.pk if all(getattr(obj, meta.pk.attname) is None for obj in objs) else None
     fields = [f for f in meta.concrete_fields if f is not auto]
+    rows = [tuple([f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]) for obj in objs]
     if is_postgres() and len(objs) >= _COPY_FROM_ROWS:
-        rows = [tuple([f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]) for obj in objs]
         columns = [f.column for f in fields]
         if return_ids and auto is not None:
             ids = reserve_ids(model, len(objs))
@@ -238,11 +238,11 @@ def insert_objects(objs: Sequence[models.Model], *, return_ids: bool = False) ->
         tail = f" RETURNING {qn(meta.pk.column)}" if return_ids and auto is not None else ""
         size = max(1, _MAX_PARAMS // len(fields))
         with connection.cursor() as cursor:
-            for part in chunks(objs, size):
-                params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in part for f in fields]
-                cursor.execute(head + ", ".join([per_row] * len(part)) + tail, params)
+            for start in range(0, len(objs), size):
+                part = rows[start:start + size]
+                cursor.execute(head + ", ".join([per_row] * len(part)) + tail, [v for row in part for v in row])
                 if tail:
-                    for obj, (pk,) in zip(part, cursor.fetchall()):
+                    for obj, (pk,) in zip(objs[start:start + size], cursor.fetchall()):
                         setattr(obj, meta.pk.attname, pk)
     for obj in objs:
         obj._state.adding = False
