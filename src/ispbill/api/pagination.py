@@ -41,9 +41,6 @@ class Pagination(LimitOffsetPagination):
         limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"items per page, at most {MAX_LIMIT}")
         offset: int = Field(0, ge=0, description="items to skip")
 
-    def __init__(self, **kwargs: Any):
-        super().__init__(max_limit=MAX_LIMIT, **kwargs)
-
     def paginate_queryset(self, rows: Rows, pagination: Input, request, **params: Any) -> dict:
         if not isinstance(rows, Rows):
             raise TypeError(f"a paginated route returns Rows, not {type(rows).__name__}")
